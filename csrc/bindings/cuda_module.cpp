@@ -1,0 +1,23 @@
+// The optional _cuda module. Takes device pointers and streams as integers
+// (from torch / CuPy on the Python side); never includes torch.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+
+#include "hopkit/cuda_info.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_cuda, m) {
+  m.doc() = "hopkit CUDA kernels";
+#ifdef HOPKIT_CUDA_ARCHS
+  m.attr("architectures") = HOPKIT_CUDA_ARCHS;
+#endif
+  m.def("device_count", &hopkit::cuda::device_count);
+  m.def("fill", [](uintptr_t out, float value, long long n, uintptr_t stream) {
+    std::string err = hopkit::cuda::fill(reinterpret_cast<float*>(out), value, n,
+                                         reinterpret_cast<void*>(stream));
+    if (!err.empty()) throw std::runtime_error("hopkit._cuda.fill: " + err);
+  });
+}

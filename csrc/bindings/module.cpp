@@ -1,0 +1,29 @@
+// The _native module: build facts, thread control, and each op's bindings.
+#include <pybind11/pybind11.h>
+
+#include "hopkit/common.h"
+#include "hopkit/isa.h"
+
+namespace py = pybind11;
+
+void bind_csr(py::module_& m);
+void bind_spmm(py::module_& m);
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "hopkit native CPU kernels";
+#ifdef HOPKIT_VERSION
+  m.attr("__version__") = HOPKIT_VERSION;
+#endif
+  m.attr("openmp") = bool(HOPKIT_BUILD_OPENMP);
+  m.def("active_isa", [] { return hopkit::isa_name(hopkit::active_isa()); });
+  m.def("compiled_isas", &hopkit::compiled_isas);
+  m.def("get_num_threads", &hopkit::max_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+  });
+  bind_csr(m);
+  bind_spmm(m);
+}

@@ -1,0 +1,81 @@
+"""torch.autograd Functions over the NumPy-level kernels of ``hopkit.ops``.
+
+CPU tensors cross as zero-copy NumPy views; outputs come back with
+``torch.from_numpy``. Only first derivatives are implemented (the backward
+passes are not themselves differentiable).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import ops
+
+
+def _np(t):
+    return None if t is None else t.detach().contiguous().numpy()
+
+
+class SpMMFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, X, Ew, A, Xn, F, dtype, E, e_width, msg, red, be):
+        Y, arg = ops.spmm_forward_np(A, Xn, F, dtype, E, e_width, msg, red, be)
+        ctx.A, ctx.Xn, ctx.E, ctx.arg = A, Xn, E, arg
+        ctx.cfg = (F, e_width, msg, red, be)
+        arg_t = torch.from_numpy(arg) if arg is not None else torch.empty(0, dtype=torch.int64)
+        ctx.mark_non_differentiable(arg_t)
+        return torch.from_numpy(Y), arg_t
+
+    @staticmethod
+    def backward(ctx, dY, _darg):
+        F, e_width, msg, red, be = ctx.cfg
+        dYn = np.ascontiguousarray(_np(dY))
+        dX = dE = None
+        if ctx.needs_input_grad[0] and msg != ops.EDGE:
+            dX = torch.from_numpy(
+                ops.spmm_grad_x_np(ctx.A, ctx.Xn, F, ctx.E, e_width, msg, red, ctx.arg, dYn, be))
+        if ctx.needs_input_grad[1]:
+            dE = torch.from_numpy(
+                ops.spmm_edge_grad_np(ctx.A, ctx.Xn, F, ctx.E, e_width, msg, red, ctx.arg, dYn,
+                                      be))
+        return dX, dE, None, None, None, None, None, None, None, None, None
+
+
+def spmm_torch(A, X, edge_weight, Xn, F, dtype, E, e_width, msg, red, be):
+    """torch entry of ops.spmm; returns (Y, arg or None)."""
+    Ew = edge_weight if isinstance(edge_weight, torch.Tensor) else None
+    Xt = X if isinstance(X, torch.Tensor) else (None if X is None else torch.from_numpy(Xn))
+    Y, arg = SpMMFunction.apply(Xt, Ew, A, Xn, F, dtype, E, e_width, msg, red, be)
+    return Y, (arg if red >= 2 else None)
+
+
+class SDDMMFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, U, V, A, Un, Vn, scale, be):
+        ctx.A, ctx.Un, ctx.Vn, ctx.scale, ctx.be = A, Un, Vn, scale, be
+        return torch.from_numpy(ops.sddmm_np(A, Un, Vn, scale, be))
+
+    @staticmethod
+    def backward(ctx, g):
+        A, be = ctx.A, ctx.be
+        gn = np.ascontiguousarray(_np(g))
+        if ctx.scale:
+            gn = gn * A.values_as(gn.dtype)
+        F, dtype = ctx.Un.shape[1], ctx.Un.dtype
+        mul, sum_ = ops.MESSAGES["mul"], ops.REDUCES["sum"]
+        dU = dV = None
+        if ctx.needs_input_grad[0]:  # dU = A_g V
+            dU = torch.from_numpy(ops.spmm_forward_np(A, ctx.Vn, F, dtype, gn, 1, mul, sum_,
+                                                      be)[0])
+        if ctx.needs_input_grad[1]:  # dV = A_g^T U
+            dV = torch.from_numpy(
+                ops.spmm_grad_x_np(A, None, F, gn, 1, mul, sum_, None,
+                                   np.ascontiguousarray(ctx.Un), be))
+        return dU, dV, None, None, None, None, None
+
+
+def sddmm_torch(A, U, V, Un, Vn, scale, be):
+    Ut = U if isinstance(U, torch.Tensor) else torch.from_numpy(Un)
+    Vt = V if isinstance(V, torch.Tensor) else torch.from_numpy(Vn)
+    return SDDMMFunction.apply(Ut, Vt, A, Un, Vn, scale, be)

@@ -1,0 +1,228 @@
+"""Public kernels: validate once, allocate, dispatch to a backend.
+
+This is the only module that knows about torch vs NumPy, validation,
+allocation and backend choice. NumPy in gives NumPy out; torch in gives torch
+out on the same device, differentiable through ``hopkit.autograd``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _backend
+from ._torch import is_tensor
+from .csr import CSR, as_csr
+
+REDUCES = {"sum": 0, "mean": 1, "max": 2, "min": 3}
+MESSAGES = {"copy": 0, "mul": 1, "add": 2}
+EDGE = 3  # message code: the edge features alone (X is None)
+_FLOATS = (np.float32, np.float64)
+
+
+# ---------------------------------------------------------------- validation
+def _check_device(op, **tensors):
+    """CPU tensors only until the CUDA kernels exist; all inputs on one device."""
+    from ._backend import cuda_module
+
+    devices = {name: t.device for name, t in tensors.items() if is_tensor(t)}
+    kinds = {d.type for d in devices.values()}
+    if len(set(map(str, devices.values()))) > 1:
+        desc = ", ".join(f"{n} on {d}" for n, d in devices.items())
+        raise ValueError(f"{op}: all tensors must be on one device, got {desc}")
+    for name, dev in devices.items():
+        if dev.type != "cpu":
+            if dev.type == "cuda" and cuda_module() is None:
+                raise TypeError(f"{op}: {name} is a CUDA tensor ({dev}) but hopkit was built "
+                                "without CUDA; move it to the CPU or rebuild with HOPKIT_CUDA=ON")
+            raise TypeError(f"{op}: {name} is on {dev}; hopkit {op} runs on CPU tensors in this "
+                            "build")
+    return kinds
+
+
+def _to_numpy(x):
+    if x is None:
+        return None
+    if is_tensor(x):
+        return x.detach().contiguous().resolve_conj().numpy()
+    return x
+
+
+def _check_dense(op, name, X, rows=None, dtype=None):
+    """X must be a 2-D float32/float64 array (non-contiguous input is copied)."""
+    a = _to_numpy(X)
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a NumPy array or torch tensor, got "
+                        f"{type(X).__name__}")
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{op}: {name} must have the same dtype as the features ({dtype}), got "
+                        f"{a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{op}: {name} must be 2-D, got shape {a.shape}")
+    if rows is not None and a.shape[0] != rows:
+        raise ValueError(f"{op}: {name} must have {rows} rows, got {a.shape[0]}")
+    return np.ascontiguousarray(a)
+
+
+def _edge_features(op, A: CSR, edge_weight, F, dtype, message):
+    """Returns (E, e_width): explicit edge_weight, else A.values, else none."""
+    if message == "copy":
+        if edge_weight is not None:
+            raise ValueError(f"{op}: message='copy' ignores edge features; pass "
+                             "message='mul' or 'add' to use edge_weight")
+        return None, 0
+    if edge_weight is None:
+        return A.values_as(dtype), (0 if A.values is None else 1)
+    E = _to_numpy(edge_weight)
+    if not isinstance(E, np.ndarray) or E.dtype not in _FLOATS:
+        raise TypeError(f"{op}: edge_weight must be a float32/float64 array, got "
+                        f"{getattr(E, 'dtype', type(E).__name__)}")
+    if E.dtype != dtype:
+        raise TypeError(f"{op}: edge_weight must have the dtype of X ({dtype}), got {E.dtype}")
+    if E.shape == (A.nnz,):
+        return np.ascontiguousarray(E), 1
+    if E.shape == (A.nnz, F):
+        return np.ascontiguousarray(E), F
+    raise ValueError(f"{op}: edge_weight must have shape ({A.nnz},) or ({A.nnz}, {F}) "
+                     f"(one value or one row per nonzero of A), got {E.shape}")
+
+
+# ---------------------------------------------------------------- NumPy-level kernels
+def _call(fn, A: CSR, X, F, E, e_width, eperm, msg, red, *rest):
+    return fn(A.indptr, A.indices, A.n_rows, A.n_cols, X, F, E, e_width, eperm, msg, red, *rest)
+
+
+def spmm_forward_np(A: CSR, X, F, dtype, E, e_width, msg, red, be):
+    Y = np.empty((A.n_rows, F), dtype=dtype)
+    arg = np.empty((A.n_rows, F), dtype=np.int64) if red >= 2 else None
+    _call(be.spmm_forward, A, X, F, E, e_width, None, msg, red, Y, arg)
+    return Y, arg
+
+
+def _scaled_dY(A: CSR, dY, red):
+    return dY * A.inv_degree(dY.dtype)[:, None] if red == REDUCES["mean"] else dY
+
+
+def spmm_grad_x_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
+    """d loss / d X. Sum/mean run the forward kernel on the cached transpose
+    (edge features read through its perm, never gathered; no atomics);
+    max/min scatter through the kept arg."""
+    if red >= 2:
+        dX = np.empty((A.n_cols, F), dtype=dY.dtype)
+        _call(be.spmm_arg_grad_x, A, X, F, E, e_width, None, msg, red, dY, arg, dX)
+        return dX
+    AT = A.T
+    tmsg = MESSAGES["mul"] if msg == MESSAGES["mul"] else MESSAGES["copy"]
+    Z = np.ascontiguousarray(_scaled_dY(A, dY, red))
+    dX = np.empty((A.n_cols, F), dtype=dY.dtype)
+    _call(be.spmm_forward, AT, Z, F, E if tmsg else None, e_width if tmsg else 0,
+          AT.perm if tmsg else None, tmsg, REDUCES["sum"], dX, None)
+    return dX
+
+
+def spmm_edge_grad_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
+    """d loss / d edge features (shape of E): SDDMM-type per-edge products."""
+    dE = np.empty((A.nnz,) if e_width == 1 else (A.nnz, F), dtype=dY.dtype)
+    _call(be.spmm_edge_grad, A, X, F, E, e_width, None, msg, red,
+          np.ascontiguousarray(_scaled_dY(A, dY, red)), arg, dE)
+    return dE
+
+
+# ---------------------------------------------------------------- public API
+def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False, backend=None):
+    """Sparse message passing: ``Y[i] = reduce_{e=(i,j) in A} msg(X[j], w_e)``.
+
+    Parameters
+    ----------
+    A : hopkit.CSR (or scipy / torch sparse), shape [n_rows, n_cols]; rows are
+        targets.
+    X : [n_cols, F] float32/float64 NumPy array or torch tensor, or ``None``
+        to aggregate the edge features alone (DGL's ``copy_e``).
+    reduce : ``"sum"``, ``"mean"``, ``"max"`` or ``"min"``. Empty rows give 0
+        (and arg -1 for max/min). Max/min ties keep the first edge in CSR
+        order; NaN messages never win.
+    edge_weight : [nnz] or [nnz, F] edge features in CSR order (same dtype as
+        X); default ``A.values``; none -> weight 1.
+    message : ``"mul"`` (default when there are edge features: ``X[j] * w``),
+        ``"add"`` (``X[j] + w``) or ``"copy"`` (``X[j]``, edge features ignored).
+    return_arg : also return the winning edge position per output entry
+        (max/min only; int64 [n_rows, F]).
+    backend : ``"auto"``/None, ``"native"``, ``"numba"`` or ``"numpy"``.
+
+    Returns Y [n_rows, F] of X's type, dtype and device (and arg on request).
+    For torch inputs the result is differentiable wrt X and edge_weight: sum/mean
+    backward runs on the cached transpose (no atomics), max/min backward
+    through the arg kept from the forward; the edge-weight gradient is the
+    per-edge dot product of dY[i] and X[j] (an SDDMM).
+    """
+    op = "spmm"
+    A = as_csr(A, op)
+    if reduce not in REDUCES:
+        raise ValueError(f"{op}: reduce must be one of {tuple(REDUCES)}, got {reduce!r}")
+    if message is not None and message not in MESSAGES:
+        raise ValueError(f"{op}: message must be one of {tuple(MESSAGES)}, got {message!r}")
+    if return_arg and reduce not in ("max", "min"):
+        raise ValueError(f"{op}: return_arg needs reduce='max' or 'min', got {reduce!r}")
+    _check_device(op, X=X, edge_weight=edge_weight)
+    be = _backend.resolve(backend, op)
+    torch_mode = is_tensor(X) or is_tensor(edge_weight)
+    if X is None:
+        if edge_weight is None and A.values is None:
+            raise ValueError(f"{op}: X is None, so edge features (edge_weight or A.values) are "
+                             "required")
+        Ew = _to_numpy(edge_weight) if edge_weight is not None else A.values
+        F = 1 if Ew.ndim == 1 else Ew.shape[1]
+        dtype = Ew.dtype
+        Xn = None
+        msg_name = "mul"
+    else:
+        Xn = _check_dense(op, "X", X, rows=A.n_cols)
+        F, dtype = Xn.shape[1], Xn.dtype
+        msg_name = message or "mul"
+    E, e_width = _edge_features(op, A, edge_weight, F, dtype, msg_name)
+    msg = MESSAGES[msg_name] if e_width else MESSAGES["copy"]
+    if X is None:
+        msg = EDGE
+    red = REDUCES[reduce]
+    if torch_mode:
+        from .autograd import spmm_torch
+
+        out = spmm_torch(A, X, edge_weight, Xn, F, dtype, E, e_width, msg, red, be)
+        return out if return_arg else out[0]
+    Y, arg = spmm_forward_np(A, Xn, F, dtype, E, e_width, msg, red, be)
+    return (Y, arg) if return_arg else Y
+
+
+def sddmm(A, U, V, *, scale=False, backend=None):
+    """Sampled dense-dense product: ``out[e] = <U[i], V[j]>`` for every nonzero
+    e = (i, j) of A, in CSR order (times ``A.values[e]`` when ``scale``).
+
+    U: [n_rows, F], V: [n_cols, F], same float dtype; NumPy or torch (then
+    differentiable wrt U and V). This is the edge-score kernel and the
+    edge-weight gradient of spmm.
+    """
+    op = "sddmm"
+    A = as_csr(A, op)
+    _check_device(op, U=U, V=V)
+    Un = _check_dense(op, "U", U, rows=A.n_rows)
+    Vn = _check_dense(op, "V", V, rows=A.n_cols, dtype=Un.dtype)
+    if Un.shape[1] != Vn.shape[1]:
+        raise ValueError(f"{op}: U and V must have the same width, got {Un.shape[1]} and "
+                         f"{Vn.shape[1]}")
+    if scale and A.values is None:
+        raise ValueError(f"{op}: scale=True needs A.values")
+    be = _backend.resolve(backend, op)
+    if is_tensor(U) or is_tensor(V):
+        from .autograd import sddmm_torch
+
+        return sddmm_torch(A, U, V, Un, Vn, scale, be)
+    return sddmm_np(A, Un, Vn, scale, be)
+
+
+def sddmm_np(A: CSR, U, V, scale, be):
+    out = spmm_edge_grad_np(A, V, U.shape[1], None, 1, MESSAGES["mul"], REDUCES["sum"], None,
+                            U, be)
+    if scale:
+        out *= A.values_as(out.dtype)
+    return out

@@ -1,0 +1,152 @@
+"""NumPy reference backend: the test oracle for every backend, dtype and device.
+
+Every backend module (``hopkit._native``, ``hopkit._numba_kernels`` and this
+one) implements these functions with the same arguments and out-parameters,
+on arrays that ``hopkit.ops`` has already validated and made C-contiguous:
+
+* ``spmm_forward(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm,
+  message, reduce, Y, arg)`` writes ``Y[i] = reduce_e msg(X[indices[e]], E[e])``
+  and, for max/min, ``arg`` (the winning edge position, -1 for an empty row);
+* ``spmm_edge_grad(..., dY, arg, dE)``: gradient wrt the edge features (dY is
+  already divided by the row length for mean);
+* ``spmm_arg_grad_x(..., dY, arg, dX)``: gradient wrt X for max/min;
+* ``coo_to_csr``, ``csr_sum_duplicates``, ``csr_transpose``: CSR construction.
+
+Message codes: 0 copy, 1 mul, 2 add, 3 edge (edge features alone). Reduce
+codes: 0 sum, 1 mean, 2 max, 3 min. Sum and mean accumulate in float64; max and
+min compare the messages in the input dtype (so every backend picks the same
+winner); ties keep the first edge; NaN messages never win.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COPY, MUL, ADD, EDGE = 0, 1, 2, 3
+SUM, MEAN, MAX, MIN = 0, 1, 2, 3
+
+
+def _row_ids(indptr, n_rows):
+    return np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(indptr))
+
+
+def _edge_feats(E, e_width, eperm, nnz, F):
+    if E is None or e_width == 0:
+        return None
+    Ep = E if eperm is None else E[eperm]
+    return Ep.reshape(nnz, 1) if e_width == 1 else Ep.reshape(nnz, F)
+
+
+def _messages(indices, X, E, e_width, eperm, message, nnz, F, dtype):
+    ev = _edge_feats(E, e_width, eperm, nnz, F)
+    ev = None if ev is None else ev.astype(dtype)
+    if message == EDGE:
+        return np.broadcast_to(ev, (nnz, F)).copy()
+    xg = X[indices].astype(dtype)
+    if message == COPY:
+        return xg
+    if message == MUL:
+        return xg * ev
+    return xg + ev
+
+
+def _segment(ufunc, M, indptr, n_rows, fill):
+    F = M.shape[1]
+    out = np.full((n_rows, F), fill, dtype=M.dtype)
+    starts = indptr[:-1]
+    nonempty = indptr[1:] > starts
+    if nonempty.any():
+        out[nonempty] = ufunc.reduceat(M, starts[nonempty], axis=0)
+    return out
+
+
+def spmm_forward(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm, message, reduce, Y,
+                 arg):
+    nnz = indices.shape[0]
+    deg = np.diff(indptr)
+    if reduce in (SUM, MEAN):
+        M = _messages(indices, X, E, e_width, eperm, message, nnz, F, np.float64)
+        S = _segment(np.add, M, indptr, n_rows, 0.0)
+        if reduce == MEAN:
+            S = S / np.maximum(deg, 1)[:, None]
+        Y[...] = S
+        return
+    M = _messages(indices, X, E, e_width, eperm, message, nnz, F, Y.dtype)
+    best = _segment(np.fmax if reduce == MAX else np.fmin, M, indptr, n_rows, np.nan)
+    rows = _row_ids(indptr, n_rows)
+    pos = np.arange(nnz, dtype=np.int64)[:, None]
+    cand = np.where(M == best[rows], pos, np.iinfo(np.int64).max)
+    win = _segment(np.minimum, cand, indptr, n_rows, np.iinfo(np.int64).max)
+    empty = np.isnan(best)
+    Y[...] = np.where(empty, 0, best)
+    arg[...] = np.where(empty, -1, win)
+
+
+def spmm_edge_grad(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm, message, reduce,
+                   dY, arg, dE):
+    nnz = indices.shape[0]
+    rows = _row_ids(indptr, n_rows)
+    dmsg = np.ones((nnz, F)) if message != MUL else X[indices].astype(np.float64)
+    G = dY[rows].astype(np.float64) * dmsg  # d loss / d E[e, f] for every (e, f)
+    if reduce in (MAX, MIN):
+        G = G * (arg[rows] == np.arange(nnz)[:, None])
+    out = G.sum(axis=1) if e_width == 1 and F != 1 else G
+    if eperm is not None:
+        full = np.zeros_like(out)
+        full[eperm] = out
+        out = full
+    dE[...] = out.reshape(dE.shape)
+
+
+def spmm_arg_grad_x(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm, message, reduce,
+                    dY, arg, dX):
+    acc = np.zeros(dX.shape, dtype=np.float64)
+    i, f = np.nonzero(arg >= 0)
+    e = arg[i, f]
+    g = dY[i, f].astype(np.float64)
+    if message == MUL:
+        ev = _edge_feats(E, e_width, eperm, indices.shape[0], F)
+        g = g * (ev[e, 0] if ev.shape[1] == 1 else ev[e, f])
+    np.add.at(acc, (indices[e].astype(np.int64), f), g)
+    dX[...] = acc
+
+
+def coo_to_csr(n_rows, n_cols, rows, cols, values):
+    rows64 = rows.astype(np.int64)
+    cols64 = cols.astype(np.int64)
+    bad = (rows64 < 0) | (rows64 >= n_rows) | (cols64 < 0) | (cols64 >= n_cols)
+    if bad.any():
+        b = int(np.flatnonzero(bad)[0])
+        return b, not (0 <= rows64[b] < n_rows), None, None, None, None, None
+    perm = np.lexsort((np.arange(rows.shape[0]), cols64, rows64)).astype(np.int64)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows64, minlength=n_rows), out=indptr[1:])
+    cols_out = cols[perm]
+    r = rows64[perm]
+    new = np.ones(len(perm), dtype=bool)
+    new[1:] = (r[1:] != r[:-1]) | (cols_out[1:] != cols_out[:-1])
+    uniq = np.bincount(r[new], minlength=n_rows).astype(np.int64)
+    vals = None if values is None else values[perm]
+    return -1, False, indptr, cols_out, perm, vals, uniq
+
+
+def csr_sum_duplicates(indptr, cols, values, uniq):
+    n_rows = indptr.shape[0] - 1
+    r = _row_ids(indptr, n_rows)
+    new = np.ones(cols.shape[0], dtype=bool)
+    new[1:] = (r[1:] != r[:-1]) | (cols[1:] != cols[:-1])
+    out_indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(uniq, out=out_indptr[1:])
+    out_values = None
+    if values is not None:
+        out_values = np.add.reduceat(values, np.flatnonzero(new)) if len(cols) else values[:0]
+    return out_indptr, cols[new], out_values
+
+
+def csr_transpose(indptr, indices, n_cols):
+    n_rows = indptr.shape[0] - 1
+    rows = _row_ids(indptr, n_rows)
+    perm = np.argsort(indices, kind="stable").astype(np.int64)
+    t_indptr = np.zeros(n_cols + 1, dtype=np.int64)
+    np.cumsum(np.bincount(indices.astype(np.int64), minlength=n_cols), out=t_indptr[1:])
+    return t_indptr, rows[perm].astype(indices.dtype), perm

@@ -1,0 +1,154 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import hopkit
+from conftest import power_law_graph
+
+
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_from_coo_matches_scipy(rng, backend, index_dtype):
+    if backend == "native" and hopkit.config()["backends"]["native"] is False:
+        pytest.skip("native extension not built")
+    n, m, nnz = 300, 200, 5000
+    r = rng.integers(0, n, nnz).astype(index_dtype)
+    c = rng.integers(0, m, nnz).astype(index_dtype)
+    v = rng.standard_normal(nnz)
+    A = hopkit.CSR.from_coo(r, c, v, shape=(n, m), backend=backend)
+    S = sp.coo_matrix((v, (r, c)), shape=(n, m)).tocsr()
+    S.sum_duplicates()
+    S.sort_indices()
+    assert A.indices.dtype == index_dtype
+    np.testing.assert_array_equal(A.indptr, S.indptr)
+    np.testing.assert_array_equal(A.indices, S.indices)
+    np.testing.assert_allclose(A.values, S.data, rtol=1e-12)
+
+
+def test_from_coo_keeps_duplicates_in_input_order(rng):
+    A = hopkit.CSR.from_coo([1, 0, 1, 1], [2, 0, 2, 0], [1.0, 2.0, 3.0, 4.0], shape=(2, 3),
+                            sum_duplicates=False)
+    np.testing.assert_array_equal(A.indptr, [0, 1, 4])
+    np.testing.assert_array_equal(A.indices, [0, 0, 2, 2])
+    np.testing.assert_array_equal(A.values, [2.0, 4.0, 1.0, 3.0])
+
+
+def test_pattern_duplicates_collapse():
+    A = hopkit.CSR.from_coo([0, 0, 0], [1, 1, 2], shape=(1, 3))
+    np.testing.assert_array_equal(A.indices, [1, 2])
+    assert A.values is None
+
+
+def test_transpose_cached_and_correct(rng):
+    A = power_law_graph(50, 70, 600, rng, values=np.float64)
+    T = A.T
+    assert A.T is T and T.T is A
+    np.testing.assert_allclose(T.to_scipy().toarray(), A.to_scipy().toarray().T)
+    np.testing.assert_array_equal(T.values, A.values[T.perm])
+    for r in range(T.n_rows):  # sorted within rows
+        seg = T.indices[T.indptr[r]:T.indptr[r + 1]]
+        assert np.all(np.diff(seg) >= 0)
+
+
+def test_edge_index_pyg_convention():
+    ei = np.array([[0, 1, 2], [1, 2, 0]])  # 0->1, 1->2, 2->0
+    A = hopkit.CSR.from_edge_index(ei)
+    X = np.array([[1.0], [10.0], [100.0]])
+    np.testing.assert_allclose(hopkit.spmm(A, X), [[100.0], [1.0], [10.0]])
+    np.testing.assert_array_equal(A.to_edge_index(), ei[:, [2, 0, 1]])
+
+
+def test_scipy_and_torch_round_trip(rng):
+    torch = pytest.importorskip("torch")
+    A = power_law_graph(40, 30, 300, rng, values=np.float32)
+    B = hopkit.CSR.from_scipy(A.to_scipy())
+    np.testing.assert_array_equal(B.indices, A.indices)
+    C = hopkit.CSR.from_torch(A.to_torch())
+    np.testing.assert_allclose(C.to_scipy().toarray(), A.to_scipy().toarray())
+    D = hopkit.CSR.from_torch(A.to_torch().to_sparse_coo())
+    np.testing.assert_allclose(D.to_scipy().toarray(), A.to_scipy().toarray(), rtol=1e-6)
+    assert isinstance(A.to_torch(), torch.Tensor)
+
+
+@pytest.mark.parametrize("kind", ["sym", "row", "col"])
+def test_normalize(rng, kind):
+    A = power_law_graph(30, 30, 200, rng, values=np.float64, empty=(5,))
+    D = A.to_scipy().toarray()
+    r, c = D.sum(1), D.sum(0)
+    with np.errstate(divide="ignore"):
+        ir = np.where(r > 0, 1 / r, 0)
+        ic = np.where(c > 0, 1 / c, 0)
+    want = {"sym": np.sqrt(ir)[:, None] * D * np.sqrt(ic)[None],
+            "row": ir[:, None] * D, "col": D * ic[None]}[kind]
+    np.testing.assert_allclose(A.normalize(kind).to_scipy().toarray(), want, rtol=1e-12)
+
+
+def test_bipartite_adjacency(rng):
+    R = hopkit.CSR.from_coo([0, 0, 1, 2], [0, 1, 1, 3], shape=(3, 4))
+    A = hopkit.bipartite_adjacency(R, normalize=None)
+    D = A.to_scipy().toarray()
+    Rd = R.to_scipy().toarray()
+    np.testing.assert_array_equal(D[:3, 3:], Rd)
+    np.testing.assert_array_equal(D[3:, :3], Rd.T)
+    assert D[:3, :3].sum() == 0 and D[3:, 3:].sum() == 0
+    An = hopkit.bipartite_adjacency(R)
+    deg = D.sum(1)
+    inv = np.where(deg > 0, np.sqrt(np.maximum(deg, 1e-300)) ** -1, 0)
+    np.testing.assert_allclose(An.to_scipy().toarray(), inv[:, None] * D * inv[None], rtol=1e-6)
+    assert An.values.dtype == np.float32
+
+
+# ------------------------------------------------------------------ errors
+@pytest.mark.parametrize("kwargs,msg", [
+    (dict(indptr=[1, 2], indices=[0]), "indptr must start at 0"),
+    (dict(indptr=[0, 2], indices=[0]), r"indptr must end at nnz = len\(indices\) = 1"),
+    (dict(indptr=[0, 2, 1, 2], indices=[0, 1]), r"non-decreasing; indptr\[2\] = 1"),
+    (dict(indptr=[0, 1, 2], indices=[0, 5], shape=(2, 3)), r"indices\[1\] = 5"),
+    (dict(indptr=[0, 1, 2], indices=[0, -1], shape=(2, 3)), r"indices\[1\] = -1"),
+    (dict(indptr=[0, 1], indices=[0], values=[np.nan]), r"values\[0\] is nan"),
+    (dict(indptr=[0, 1], indices=[0], values=[1.0, 2.0]), r"values must have shape \(1,\)"),
+    (dict(indptr=[0, 1], indices=[0], shape=(3, 3)), "shape must be"),
+])
+def test_csr_validation(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        hopkit.CSR(**kwargs)
+
+
+def test_csr_dtype_errors():
+    with pytest.raises(TypeError, match="indices must have an integer dtype"):
+        hopkit.CSR([0, 1], [0.5])
+    with pytest.raises(TypeError, match="values must be float32 or float64"):
+        hopkit.CSR([0, 1], [0], values=np.array([1], dtype=np.int32))
+
+
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+def test_from_coo_errors(backend):
+    with pytest.raises(ValueError, match=r"row must lie in \[0, 2\); row\[1\] = 7"):
+        hopkit.CSR.from_coo([0, 7], [0, 0], shape=(2, 2), backend=backend)
+    with pytest.raises(ValueError, match=r"col must lie in \[0, 2\); col\[0\] = -3"):
+        hopkit.CSR.from_coo([0, 1], [-3, 0], shape=(2, 2), backend=backend)
+    with pytest.raises(ValueError, match="col must have length 2"):
+        hopkit.CSR.from_coo([0, 1], [0], shape=(2, 2), backend=backend)
+
+
+def test_caller_arrays_untouched(rng):
+    r = rng.integers(0, 20, 100)
+    c = rng.integers(0, 20, 100)
+    v = rng.standard_normal(100)
+    r0, c0, v0 = r.copy(), c.copy(), v.copy()
+    A = hopkit.CSR.from_coo(r, c, v, shape=(20, 20))
+    A.T
+    A.normalize()
+    np.testing.assert_array_equal(r, r0)
+    np.testing.assert_array_equal(c, c0)
+    np.testing.assert_array_equal(v, v0)
+    with pytest.raises(ValueError):
+        A.indices[0] = 1  # hopkit's views are read-only
+
+
+def test_empty_graphs():
+    A = hopkit.CSR([0], [], shape=(0, 0))
+    assert A.nnz == 0 and A.T.shape == (0, 0)
+    B = hopkit.CSR.from_coo([], [], shape=(3, 4))
+    np.testing.assert_array_equal(B.indptr, [0, 0, 0, 0])
+    assert B.T.shape == (4, 3)
