@@ -1,9 +1,8 @@
 import os
 
+import hopkit
 import numpy as np
 import pytest
-
-import hopkit
 from hopkit import _backend
 
 BACKENDS = [b for b, ok in (("native", _backend.native_module() is not None),

@@ -2,10 +2,9 @@ import os
 import subprocess
 import sys
 
+import hopkit
 import numpy as np
 import pytest
-
-import hopkit
 from conftest import BACKENDS, power_law_graph, tol
 
 REDUCES = ["sum", "mean", "max", "min"]

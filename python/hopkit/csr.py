@@ -178,7 +178,7 @@ class CSR:
 
     # ------------------------------------------------------------ transpose
     @property
-    def T(self) -> "CSR":
+    def T(self) -> CSR:
         """The transpose, computed natively once and cached (with ``perm``:
         edge t of ``A.T`` is edge ``A.T.perm[t]`` of ``A``)."""
         t = self._cache.get("T")
@@ -292,7 +292,7 @@ class CSR:
         return np.stack([self.indices.astype(np.int64), self.row_ids()])
 
     # ------------------------------------------------------------ normalisation
-    def normalize(self, kind="sym", dtype=None) -> "CSR":
+    def normalize(self, kind="sym", dtype=None) -> CSR:
         """Degree-normalised copy: ``"sym"`` D_r^-1/2 A D_c^-1/2, ``"row"``
         D_r^-1 A, ``"col"`` A D_c^-1. Degrees are weighted (sums of values, or
         counts without values); rows/columns of degree <= 0 become zero."""
@@ -341,15 +341,15 @@ def bipartite_adjacency(R, normalize="sym", dtype=np.float32) -> CSR:
     interaction matrix R, normalised as LightGCN does (``"sym"``), or ``None``
     for the raw 0/1 (or weighted) adjacency."""
     R = as_csr(R, "bipartite_adjacency")
-    U, I = R.shape
+    U, n_items = R.shape
     RT = R.T
-    idx_dtype = np.int64 if U + I > np.iinfo(np.int32).max else R.indices.dtype
+    idx_dtype = np.int64 if U + n_items > np.iinfo(np.int32).max else R.indices.dtype
     indptr = np.concatenate([R.indptr, R.nnz + RT.indptr[1:]])
     indices = np.concatenate([R.indices.astype(idx_dtype) + U, RT.indices.astype(idx_dtype)])
     values = None
     if R.values is not None:
         values = np.concatenate([R.values, RT.values])
-    A = CSR(indptr, indices, values, (U + I, U + I), validate=False)
+    A = CSR(indptr, indices, values, (U + n_items, U + n_items), validate=False)
     if normalize is None:
         return A
     return A.normalize(normalize, dtype=dtype)

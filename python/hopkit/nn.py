@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .csr import CSR, as_csr, bipartite_adjacency  # noqa: F401

@@ -1,68 +1,20 @@
-"""Public kernels: validate once, allocate, dispatch to a backend.
-
-This is the only module that knows about torch vs NumPy, validation,
-allocation and backend choice. NumPy in gives NumPy out; torch in gives torch
-out on the same device, differentiable through ``hopkit.autograd``.
-"""
+"""spmm (g-SpMM) and sddmm: validation, allocation, dispatch."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _backend
-from ._torch import is_tensor
-from .csr import CSR, as_csr
+from .. import _backend
+from .._torch import is_tensor
+from ..csr import CSR, as_csr
+from ._common import FLOATS as _FLOATS
+from ._common import check_dense as _check_dense
+from ._common import check_device as _check_device
+from ._common import to_numpy as _to_numpy
 
 REDUCES = {"sum": 0, "mean": 1, "max": 2, "min": 3}
 MESSAGES = {"copy": 0, "mul": 1, "add": 2}
 EDGE = 3  # message code: the edge features alone (X is None)
-_FLOATS = (np.float32, np.float64)
-
-
-# ---------------------------------------------------------------- validation
-def _check_device(op, **tensors):
-    """CPU tensors only until the CUDA kernels exist; all inputs on one device."""
-    from ._backend import cuda_module
-
-    devices = {name: t.device for name, t in tensors.items() if is_tensor(t)}
-    kinds = {d.type for d in devices.values()}
-    if len(set(map(str, devices.values()))) > 1:
-        desc = ", ".join(f"{n} on {d}" for n, d in devices.items())
-        raise ValueError(f"{op}: all tensors must be on one device, got {desc}")
-    for name, dev in devices.items():
-        if dev.type != "cpu":
-            if dev.type == "cuda" and cuda_module() is None:
-                raise TypeError(f"{op}: {name} is a CUDA tensor ({dev}) but hopkit was built "
-                                "without CUDA; move it to the CPU or rebuild with HOPKIT_CUDA=ON")
-            raise TypeError(f"{op}: {name} is on {dev}; hopkit {op} runs on CPU tensors in this "
-                            "build")
-    return kinds
-
-
-def _to_numpy(x):
-    if x is None:
-        return None
-    if is_tensor(x):
-        return x.detach().contiguous().resolve_conj().numpy()
-    return x
-
-
-def _check_dense(op, name, X, rows=None, dtype=None):
-    """X must be a 2-D float32/float64 array (non-contiguous input is copied)."""
-    a = _to_numpy(X)
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{op}: {name} must be a NumPy array or torch tensor, got "
-                        f"{type(X).__name__}")
-    if a.dtype not in _FLOATS:
-        raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"{op}: {name} must have the same dtype as the features ({dtype}), got "
-                        f"{a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{op}: {name} must be 2-D, got shape {a.shape}")
-    if rows is not None and a.shape[0] != rows:
-        raise ValueError(f"{op}: {name} must have {rows} rows, got {a.shape[0]}")
-    return np.ascontiguousarray(a)
 
 
 def _edge_features(op, A: CSR, edge_weight, F, dtype, message):
@@ -186,7 +138,7 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
         msg = EDGE
     red = REDUCES[reduce]
     if torch_mode:
-        from .autograd import spmm_torch
+        from ..autograd.spmm import spmm_torch
 
         out = spmm_torch(A, X, edge_weight, Xn, F, dtype, E, e_width, msg, red, be)
         return out if return_arg else out[0]
@@ -214,7 +166,7 @@ def sddmm(A, U, V, *, scale=False, backend=None):
         raise ValueError(f"{op}: scale=True needs A.values")
     be = _backend.resolve(backend, op)
     if is_tensor(U) or is_tensor(V):
-        from .autograd import sddmm_torch
+        from ..autograd.spmm import sddmm_torch
 
         return sddmm_torch(A, U, V, Un, Vn, scale, be)
     return sddmm_np(A, Un, Vn, scale, be)

@@ -1,16 +1,19 @@
-"""torch.autograd Functions over the NumPy-level kernels of ``hopkit.ops``.
-
-CPU tensors cross as zero-copy NumPy views; outputs come back with
-``torch.from_numpy``. Only first derivatives are implemented (the backward
-passes are not themselves differentiable).
-"""
+"""torch.autograd Functions for spmm and sddmm."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from . import ops
+from ..ops.spmm import (
+    EDGE,
+    MESSAGES,
+    REDUCES,
+    sddmm_np,
+    spmm_edge_grad_np,
+    spmm_forward_np,
+    spmm_grad_x_np,
+)
 
 
 def _np(t):
@@ -20,7 +23,7 @@ def _np(t):
 class SpMMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, Ew, A, Xn, F, dtype, E, e_width, msg, red, be):
-        Y, arg = ops.spmm_forward_np(A, Xn, F, dtype, E, e_width, msg, red, be)
+        Y, arg = spmm_forward_np(A, Xn, F, dtype, E, e_width, msg, red, be)
         ctx.A, ctx.Xn, ctx.E, ctx.arg = A, Xn, E, arg
         ctx.cfg = (F, e_width, msg, red, be)
         arg_t = torch.from_numpy(arg) if arg is not None else torch.empty(0, dtype=torch.int64)
@@ -32,18 +35,18 @@ class SpMMFunction(torch.autograd.Function):
         F, e_width, msg, red, be = ctx.cfg
         dYn = np.ascontiguousarray(_np(dY))
         dX = dE = None
-        if ctx.needs_input_grad[0] and msg != ops.EDGE:
+        if ctx.needs_input_grad[0] and msg != EDGE:
             dX = torch.from_numpy(
-                ops.spmm_grad_x_np(ctx.A, ctx.Xn, F, ctx.E, e_width, msg, red, ctx.arg, dYn, be))
+                spmm_grad_x_np(ctx.A, ctx.Xn, F, ctx.E, e_width, msg, red, ctx.arg, dYn, be))
         if ctx.needs_input_grad[1]:
             dE = torch.from_numpy(
-                ops.spmm_edge_grad_np(ctx.A, ctx.Xn, F, ctx.E, e_width, msg, red, ctx.arg, dYn,
+                spmm_edge_grad_np(ctx.A, ctx.Xn, F, ctx.E, e_width, msg, red, ctx.arg, dYn,
                                       be))
         return dX, dE, None, None, None, None, None, None, None, None, None
 
 
 def spmm_torch(A, X, edge_weight, Xn, F, dtype, E, e_width, msg, red, be):
-    """torch entry of ops.spmm; returns (Y, arg or None)."""
+    """torch entry of hopkit.spmm; returns (Y, arg or None)."""
     Ew = edge_weight if isinstance(edge_weight, torch.Tensor) else None
     Xt = X if isinstance(X, torch.Tensor) else (None if X is None else torch.from_numpy(Xn))
     Y, arg = SpMMFunction.apply(Xt, Ew, A, Xn, F, dtype, E, e_width, msg, red, be)
@@ -54,7 +57,7 @@ class SDDMMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, U, V, A, Un, Vn, scale, be):
         ctx.A, ctx.Un, ctx.Vn, ctx.scale, ctx.be = A, Un, Vn, scale, be
-        return torch.from_numpy(ops.sddmm_np(A, Un, Vn, scale, be))
+        return torch.from_numpy(sddmm_np(A, Un, Vn, scale, be))
 
     @staticmethod
     def backward(ctx, g):
@@ -63,14 +66,14 @@ class SDDMMFunction(torch.autograd.Function):
         if ctx.scale:
             gn = gn * A.values_as(gn.dtype)
         F, dtype = ctx.Un.shape[1], ctx.Un.dtype
-        mul, sum_ = ops.MESSAGES["mul"], ops.REDUCES["sum"]
+        mul, sum_ = MESSAGES["mul"], REDUCES["sum"]
         dU = dV = None
         if ctx.needs_input_grad[0]:  # dU = A_g V
-            dU = torch.from_numpy(ops.spmm_forward_np(A, ctx.Vn, F, dtype, gn, 1, mul, sum_,
+            dU = torch.from_numpy(spmm_forward_np(A, ctx.Vn, F, dtype, gn, 1, mul, sum_,
                                                       be)[0])
         if ctx.needs_input_grad[1]:  # dV = A_g^T U
             dV = torch.from_numpy(
-                ops.spmm_grad_x_np(A, None, F, gn, 1, mul, sum_, None,
+                spmm_grad_x_np(A, None, F, gn, 1, mul, sum_, None,
                                    np.ascontiguousarray(ctx.Un), be))
         return dU, dV, None, None, None, None, None
 

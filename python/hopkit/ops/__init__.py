@@ -1,0 +1,11 @@
+"""Public kernels: validate once, allocate, dispatch to a backend.
+
+One module per op (``spmm.py``, ...), matching ``csrc/cpu/<op>.cpp``. This
+package is the only place that knows about torch vs NumPy, validation,
+allocation and backend choice: NumPy in gives NumPy out; torch in gives torch
+out on the same device, differentiable through ``hopkit.autograd.<op>``.
+"""
+
+from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
+
+__all__ = ["EDGE", "MESSAGES", "REDUCES", "sddmm", "spmm"]
