@@ -151,3 +151,21 @@ def test_empty_graphs():
     B = hopkit.CSR.from_coo([], [], shape=(3, 4))
     np.testing.assert_array_equal(B.indptr, [0, 0, 0, 0])
     assert B.T.shape == (4, 3)
+
+
+@pytest.mark.parametrize("n_cols", [50, 2**33])  # 32-bit and 64-bit radix keys
+def test_from_coo_wide_and_long_rows(rng, n_cols):
+    n, nnz = 1500, 20000
+    r = np.r_[np.zeros(5000, dtype=np.int64), rng.integers(0, n, nnz - 5000)]
+    c = rng.integers(0, min(n_cols, 10**12), nnz)
+    c[::7] = n_cols - 1
+    v = rng.standard_normal(nnz)
+    A = hopkit.CSR.from_coo(r, c, v, shape=(n, n_cols))
+    key = r * n_cols + c
+    order = np.argsort(key, kind="stable")
+    uk, first = np.unique(key[order], return_index=True)
+    sums = np.add.reduceat(v[order], first)
+    np.testing.assert_array_equal(A.indices, uk % n_cols)
+    np.testing.assert_array_equal(A.indptr, np.r_[0, np.cumsum(np.bincount(uk // n_cols,
+                                                                           minlength=n))])
+    np.testing.assert_allclose(A.values, sums, rtol=1e-12)

@@ -10,7 +10,7 @@ template <class I, class T>
 py::tuple coo_to_csr_impl(int64_t n_rows, int64_t n_cols, py::array rows, py::array cols,
                           py::object values) {
   const int64_t nnz = rows.shape(0);
-  py::array_t<int64_t> indptr(n_rows + 1), perm(nnz), uniq(n_rows);
+  py::array_t<int64_t> indptr(n_rows + 1), uniq(n_rows);
   py::array cols_out = new_array(cols.dtype(), nnz);
   py::object values_out = py::none();
   if (!values.is_none()) values_out = new_array(py::dtype::of<T>(), nnz);
@@ -24,9 +24,9 @@ py::tuple coo_to_csr_impl(int64_t n_rows, int64_t n_cols, py::array rows, py::ar
   {
     py::gil_scoped_release release;
     bad = hopkit::coo_to_csr<I, T>(n_rows, n_cols, nnz, r, c, v, indptr.mutable_data(), co,
-                                   perm.mutable_data(), vo, uniq.mutable_data(), &bad_row);
+                                   vo, uniq.mutable_data(), &bad_row);
   }
-  return py::make_tuple(bad, bad_row, indptr, cols_out, perm, values_out, uniq);
+  return py::make_tuple(bad, bad_row, indptr, cols_out, py::none(), values_out, uniq);
 }
 
 }  // namespace
@@ -42,7 +42,7 @@ void bind_csr(py::module_& m) {
         return f64 ? coo_to_csr_impl<int64_t, double>(n_rows, n_cols, rows, cols, values)
                    : coo_to_csr_impl<int64_t, float>(n_rows, n_cols, rows, cols, values);
       },
-      "COO -> CSR: returns (bad_pos, bad_is_row, indptr, indices, perm, values, uniq)");
+      "COO -> CSR: returns (bad_pos, bad_is_row, indptr, indices, None, values, uniq)");
   m.def(
       "csr_sum_duplicates",
       [](py::array indptr, py::array cols, py::object values, py::array_t<int64_t> uniq) {

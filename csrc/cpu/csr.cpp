@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <memory>
 #include <vector>
 
 #include "hopkit/common.h"
@@ -16,10 +17,12 @@ namespace hopkit {
 namespace {
 
 // key(e) -> int64 key of input element e; valid(e) -> false rejects the input;
-// put(pos, e) writes element e to output position pos. Returns -1 or the first
+// scatter(e0, e1, offsets) writes input elements [e0, e1) to their output
+// positions offsets[key(e)]++ (in increasing e). Returns -1 or the first
 // invalid input position.
-template <class Key, class Valid, class Put>
-int64_t counting_sort(int64_t nnz, int64_t n_keys, Key key, Valid valid, int64_t* indptr, Put put) {
+template <class Key, class Valid, class Scatter>
+int64_t counting_sort(int64_t nnz, int64_t n_keys, Key key, Valid valid, int64_t* indptr,
+                      Scatter scatter) {
   int T = std::max(1, std::min<int>(max_threads(), int(nnz / 65536)));
   while (T > 1 && double(T) * double(n_keys) > 4.0 * double(nnz) + 1e6) --T;
   std::vector<int64_t> hist(size_t(T) * size_t(n_keys), 0);
@@ -47,56 +50,131 @@ int64_t counting_sort(int64_t nnz, int64_t n_keys, Key key, Valid valid, int64_t
   indptr[n_keys] = run;
   parallel_threads(T, [&](int t, int nt) {
     const int64_t e0 = nnz * t / nt, e1 = nnz * (t + 1) / nt;
-    int64_t* h = hist.data() + size_t(t) * size_t(n_keys);
-    for (int64_t e = e0; e < e1; ++e) put(h[key(e)]++, e);
+    scatter(e0, e1, hist.data() + size_t(t) * size_t(n_keys));
   });
   return -1;
+}
+
+// The usual scatter: put(pos, e) for every element, in order.
+template <class Key, class Put>
+auto scatter_with(Key key, Put put) {
+  return [=](int64_t e0, int64_t e1, int64_t* offsets) {
+    for (int64_t e = e0; e < e1; ++e) put(offsets[key(e)]++, e);
+  };
+}
+
+}  // namespace
+
+namespace {
+
+template <class I, class T>
+struct CooItem {
+  I row, col;
+  T value;
+};
+
+// Stable LSD radix sort of keys[0, n) (with their values, when vals != null)
+// on the low `bits` bits, in passes of at most 10 bits (<= 1024 buckets, so
+// the write streams stay in L1/L2), ping-ponging with the tmp buffers.
+// Returns the buffers holding the result.
+template <class K, class T>
+std::pair<K*, T*> radix_sort(K* keys, T* vals, K* ktmp, T* vtmp, int64_t n, int bits) {
+  const int passes = std::max(1, (bits + 9) / 10), D = (bits + passes - 1) / passes;
+  int64_t count[1 << 10];
+  for (int lo = 0; lo < bits; lo += D) {
+    std::fill(count, count + (int64_t(1) << D), 0);
+    for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> lo) & ((1u << D) - 1)];
+    int64_t run = 0;
+    for (int64_t d = 0; d < (int64_t(1) << D); ++d) {
+      const int64_t x = count[d];
+      count[d] = run;
+      run += x;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t pos = count[(keys[i] >> lo) & ((1u << D) - 1)]++;
+      ktmp[pos] = keys[i];
+      if (vals) vtmp[pos] = vals[i];
+    }
+    std::swap(keys, ktmp);
+    std::swap(vals, vtmp);
+  }
+  return {keys, vals};
 }
 
 }  // namespace
 
 template <class I, class T>
 int64_t coo_to_csr(int64_t n_rows, int64_t n_cols, int64_t nnz, const I* rows, const I* cols,
-                   const T* values, int64_t* indptr, I* cols_out, int64_t* perm, T* values_out,
-                   int64_t* uniq, bool* bad_row) {
+                   const T* values, int64_t* indptr, I* cols_out, T* values_out, int64_t* uniq,
+                   bool* bad_row) {
+  // No comparison sort, and no scatter into n_rows write streams:
+  // (1) a stable counting sort of whole items by row block (row >> shift:
+  //     at most 512 blocks, so the write streams stay in cache);
+  // (2) per block, in parallel, a stable LSD radix sort (11-bit digits, in
+  //     cache) on (row within block, column). Equal (row, col) pairs stay in
+  //     input order; each block fills its own rows of indptr, since its output
+  //     range starts where the previous block's ends.
+  int shift = 0;
+  while ((n_rows >> shift) > 512) ++shift;
+  const int64_t n_blocks = (n_rows >> shift) + 1;
+  int col_bits = 0;
+  while ((int64_t(1) << col_bits) < n_cols) ++col_bits;
   auto valid = [&](int64_t e) {
     return int64_t(rows[e]) >= 0 && int64_t(rows[e]) < n_rows && int64_t(cols[e]) >= 0 &&
            int64_t(cols[e]) < n_cols;
   };
+  std::unique_ptr<CooItem<I, T>[]> items(new CooItem<I, T>[size_t(nnz)]);  // not zeroed
+  std::vector<int64_t> block_ptr(static_cast<size_t>(n_blocks) + 1);
+  auto block_key = [&](int64_t e) { return int64_t(rows[e]) >> shift; };
   const int64_t bad = counting_sort(
-      nnz, n_rows, [&](int64_t e) { return int64_t(rows[e]); }, valid, indptr,
-      [&](int64_t pos, int64_t e) {
-        cols_out[pos] = cols[e];
-        perm[pos] = e;
-      });
+      nnz, n_blocks, block_key, valid, block_ptr.data(),
+      scatter_with(block_key, [&](int64_t pos, int64_t e) {
+        items[size_t(pos)] = {rows[e], cols[e], values ? values[e] : T(0)};
+      }));
   if (bad >= 0) {
     *bad_row = !(int64_t(rows[bad]) >= 0 && int64_t(rows[bad]) < n_rows);
     return bad;
   }
-  // Sort columns within each row (stable: ties keep input order), count the
-  // distinct columns, and gather the values in the final order.
-  parallel_rows(indptr, n_rows, nnz, [&](int64_t r0, int64_t r1) {
-    std::vector<std::pair<I, int64_t>> tmp;
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = indptr[r], end = indptr[r + 1];
-      bool sorted = true;
-      for (int64_t e = b + 1; e < end && sorted; ++e) sorted = cols_out[e - 1] <= cols_out[e];
-      if (!sorted) {
-        tmp.resize(size_t(end - b));
-        for (int64_t e = b; e < end; ++e) tmp[size_t(e - b)] = {cols_out[e], perm[e]};
-        std::sort(tmp.begin(), tmp.end());
-        for (int64_t e = b; e < end; ++e) {
-          cols_out[e] = tmp[size_t(e - b)].first;
-          perm[e] = tmp[size_t(e - b)].second;
+  indptr[n_rows] = nnz;
+  auto sort_blocks = [&](auto key_tag) {
+    using K = decltype(key_tag);
+    parallel_rows(block_ptr.data(), n_blocks, nnz, [&](int64_t b0, int64_t b1) {
+      std::vector<K> keys, ktmp;
+      std::vector<T> vals, vtmp;
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t r0 = blk << shift, r1 = std::min(n_rows, (blk + 1) << shift);
+        if (r0 >= r1) continue;
+        const int64_t start = block_ptr[blk], n = block_ptr[blk + 1] - start;
+        keys.resize(size_t(n));
+        ktmp.resize(size_t(n));
+        vals.resize(values ? size_t(n) : 0);
+        vtmp.resize(values ? size_t(n) : 0);
+        for (int64_t i = 0; i < n; ++i) {
+          const auto& it = items[size_t(start + i)];
+          keys[size_t(i)] = (K(int64_t(it.row) - r0) << col_bits) | K(it.col);
+          if (values) vals[size_t(i)] = it.value;
+        }
+        auto [k, v] = radix_sort<K, T>(keys.data(), values ? vals.data() : nullptr, ktmp.data(),
+                                       values ? vtmp.data() : nullptr, n, shift + col_bits);
+        // Rows r0..r1-1 of indptr/uniq; the block's output starts at `start`.
+        int64_t i = 0;
+        for (int64_t r = r0; r < r1; ++r) {
+          indptr[r] = start + i;
+          int64_t u = 0, prev = -1;
+          for (; i < n && int64_t(k[i] >> col_bits) == r - r0; ++i) {
+            const int64_t col = int64_t(k[i] & ((K(1) << col_bits) - 1));
+            cols_out[start + i] = I(col);
+            if (values) values_out[start + i] = v[i];
+            u += col != prev;
+            prev = col;
+          }
+          uniq[r] = u;
         }
       }
-      int64_t u = end > b ? 1 : 0;
-      for (int64_t e = b + 1; e < end; ++e) u += cols_out[e] != cols_out[e - 1];
-      uniq[r] = u;
-      if (values)
-        for (int64_t e = b; e < end; ++e) values_out[e] = values[perm[e]];
-    }
-  });
+    });
+  };
+  if (shift + col_bits <= 32) sort_blocks(uint32_t{});
+  else sort_blocks(uint64_t{});
   return -1;
 }
 
@@ -129,18 +207,17 @@ void csr_transpose(int64_t n_rows, int64_t n_cols, const int64_t* indptr, const 
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t e = indptr[r]; e < indptr[r + 1]; ++e) row_of[size_t(e)] = I(r);
   });
-  counting_sort(
-      nnz, n_cols, [&](int64_t e) { return int64_t(indices[e]); },
-      [](int64_t) { return true; }, t_indptr,
-      [&](int64_t pos, int64_t e) {
-        t_indices[pos] = row_of[size_t(e)];
-        perm[pos] = e;
-      });
+  auto key = [&](int64_t e) { return int64_t(indices[e]); };
+  counting_sort(nnz, n_cols, key, [](int64_t) { return true; }, t_indptr,
+                scatter_with(key, [&](int64_t pos, int64_t e) {
+                  t_indices[pos] = row_of[size_t(e)];
+                  perm[pos] = e;
+                }));
 }
 
 #define HOPKIT_INSTANTIATE_IT(I, T)                                                         \
   template int64_t coo_to_csr<I, T>(int64_t, int64_t, int64_t, const I*, const I*, const T*, \
-                                     int64_t*, I*, int64_t*, T*, int64_t*, bool*);         \
+                                     int64_t*, I*, T*, int64_t*, bool*);                   \
   template void csr_sum_duplicates<I, T>(int64_t, const int64_t*, const I*, const T*,        \
                                          const int64_t*, int64_t*, I*, T*);
 HOPKIT_INSTANTIATE_IT(int32_t, float)

@@ -10,7 +10,8 @@ on arrays that ``hopkit.ops`` has already validated and made C-contiguous:
 * ``spmm_edge_grad(..., dY, arg, dE)``: gradient wrt the edge features (dY is
   already divided by the row length for mean);
 * ``spmm_arg_grad_x(..., dY, arg, dX)``: gradient wrt X for max/min;
-* ``coo_to_csr``, ``csr_sum_duplicates``, ``csr_transpose``: CSR construction.
+* ``coo_to_csr``, ``csr_sum_duplicates``, ``csr_transpose``: CSR construction
+  (``coo_to_csr``'s perm may be None: the caller does not use it).
 
 Message codes: 0 copy, 1 mul, 2 add, 3 edge (edge features alone). Reduce
 codes: 0 sum, 1 mean, 2 max, 3 min. Sum and mean accumulate in float64; max and

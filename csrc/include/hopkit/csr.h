@@ -5,16 +5,15 @@
 
 namespace hopkit {
 
-// Sorts COO (rows, cols[, values]) into CSR order: rows by counting sort,
-// columns ascending within a row, equal (row, col) pairs in input order.
-// Writes indptr [n_rows + 1], cols_out [nnz], perm [nnz] (output position ->
-// input position), values_out [nnz] when values != nullptr, and uniq
-// [n_rows] (distinct columns per row). Returns -1, or the first input
-// position whose row (bad_row=true) or column is out of range.
+// Sorts COO (rows, cols[, values]) into CSR order: columns ascending within
+// a row, equal (row, col) pairs in input order. Writes indptr [n_rows + 1],
+// cols_out [nnz], values_out [nnz] when values != nullptr, and uniq [n_rows]
+// (distinct columns per row). Returns -1, or the first input position whose
+// row (*bad_row = true) or column is out of range.
 template <class I, class T>
 int64_t coo_to_csr(int64_t n_rows, int64_t n_cols, int64_t nnz, const I* rows, const I* cols,
-                   const T* values, int64_t* indptr, I* cols_out, int64_t* perm, T* values_out,
-                   int64_t* uniq, bool* bad_row);
+                   const T* values, int64_t* indptr, I* cols_out, T* values_out, int64_t* uniq,
+                   bool* bad_row);
 
 // Merges runs of equal columns in a row-sorted CSR: out_indptr [n_rows + 1]
 // from uniq, out_cols, out_values (sum of the run; skipped when values is null).

@@ -66,10 +66,16 @@ def spmm_grad_x_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
         return dX
     AT = A.T
     tmsg = MESSAGES["mul"] if msg == MESSAGES["mul"] else MESSAGES["copy"]
+    eperm = None
+    if tmsg == MESSAGES["copy"]:
+        E, e_width = None, 0
+    elif E is A.values_as(E.dtype):
+        E = AT.values_as(E.dtype)  # already in the transpose's order: no indirection
+    else:
+        eperm = AT.perm  # edge features read through the perm, never gathered
     Z = np.ascontiguousarray(_scaled_dY(A, dY, red))
     dX = np.empty((A.n_cols, F), dtype=dY.dtype)
-    _call(be.spmm_forward, AT, Z, F, E if tmsg else None, e_width if tmsg else 0,
-          AT.perm if tmsg else None, tmsg, REDUCES["sum"], dX, None)
+    _call(be.spmm_forward, AT, Z, F, E, e_width, eperm, tmsg, REDUCES["sum"], dX, None)
     return dX
 
 

@@ -1,0 +1,39 @@
+"""python -m hopkit.bench [spmm|propagate|topk|all] [--quick] [--json F] [--plot F.png]"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import _common
+
+GROUPS = ("spmm", "propagate", "topk")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hopkit.bench",
+                                description="hopkit vs its peers, timed in one process")
+    p.add_argument("group", nargs="?", default="spmm", choices=GROUPS + ("all",))
+    p.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
+    p.add_argument("--json", metavar="FILE", help="write the result rows as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (matplotlib)")
+    args = p.parse_args(argv)
+    rows = []
+    for g in GROUPS if args.group == "all" else (args.group,):
+        try:
+            mod = importlib.import_module(f"hopkit.bench.{g}")
+        except ImportError as e:
+            print(f"[{g}] not available: {e}")
+            continue
+        rows += mod.run(quick=args.quick)
+    _common.report(rows)
+    if args.json:
+        _common.write_json(rows, args.json)
+    if args.plot:
+        _common.plot(rows, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
