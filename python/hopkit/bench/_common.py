@@ -31,7 +31,7 @@ def timeit(fn, repeats=7, warmup=2, min_time=0.0):
     return float(np.median(times)), times
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def copy_bandwidth(nbytes=512 * 2**20) -> float:
     """Measured copy bandwidth in bytes/s (read + write counted), the best of
     a NumPy copy (one thread) and a torch copy (all threads) of ``nbytes``."""
@@ -49,7 +49,7 @@ def copy_bandwidth(nbytes=512 * 2**20) -> float:
     return 2.0 * nbytes / best
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sgemm_rate(n=2048) -> float:
     """Measured float32 GEMM rate in flop/s (torch.mm if present, else NumPy)."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
@@ -64,7 +64,7 @@ def sgemm_rate(n=2048) -> float:
     return 2.0 * n**3 / t
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gowalla_graph(seed=0):
     """(R, A): the Gowalla-shaped users x items interactions (29,858 x 40,981,
     1,027,370 pairs) and its symmetric normalised (U+I) adjacency (~2.05M nnz)."""
