@@ -43,8 +43,6 @@ void bind_spmm(py::module_& m) {
                                    message, reduce);
           T* y = ptr<T>(Y, "Y");
           int64_t* g = ptr<int64_t>(arg, "arg");
-          if ((reduce == hopkit::MAX || reduce == hopkit::MIN) && !g)
-            throw py::value_error("hopkit native: max/min need an arg buffer");
           if (a.e_width && message != hopkit::COPY && !a.E)
             throw py::value_error("hopkit native: forward needs the edge features E");
           py::gil_scoped_release release;

@@ -74,8 +74,10 @@ inline void forward_chunk(const SpmmArgs<T, I>& a, int64_t i, int64_t f0, int w,
   const int n = FULL ? CH : w;
   const int64_t F = a.F, b = a.A.indptr[i], end = a.A.indptr[i + 1];
   constexpr bool ARG = R == MAX || R == MIN;
+  // The winner is kept as a 32-bit offset into the row (same lane width as a
+  // float accumulator, so the select vectorises); rows have < 2^31 edges.
   T acc[CH];
-  int64_t win[CH];
+  int32_t win[CH];
   for (int f = 0; f < n; ++f) {
     acc[f] = T(0);
     if constexpr (ARG) win[f] = -1;
@@ -89,6 +91,8 @@ inline void forward_chunk(const SpmmArgs<T, I>& a, int64_t i, int64_t f0, int w,
     }
     const T es = EK == 1 ? a.E[ee] : T(0);
     const T* ev = EK == 2 ? a.E + ee * F + f0 : nullptr;
+    const int32_t k = int32_t(e - b);
+#pragma omp simd
     for (int f = 0; f < n; ++f) {
       const T m = message<MSG>(MSG != EDGE ? x[f] : T(0), EK == 2 ? ev[f] : es);
       if constexpr (R == SUM || R == MEAN) {
@@ -99,7 +103,7 @@ inline void forward_chunk(const SpmmArgs<T, I>& a, int64_t i, int64_t f0, int w,
         const bool better = R == MAX ? (m > acc[f]) : (m < acc[f]);
         const bool take = better | ((win[f] < 0) & (m == m));
         acc[f] = take ? m : acc[f];
-        win[f] = take ? e : win[f];
+        win[f] = take ? k : win[f];
       }
     }
   }
@@ -108,10 +112,10 @@ inline void forward_chunk(const SpmmArgs<T, I>& a, int64_t i, int64_t f0, int w,
     const T deg = T(end - b);
     for (int f = 0; f < n; ++f) y[f] = end > b ? acc[f] / deg : T(0);
   } else if constexpr (ARG) {
-    int64_t* g = arg + i * F + f0;
-    for (int f = 0; f < n; ++f) {
-      y[f] = win[f] < 0 ? T(0) : acc[f];
-      g[f] = win[f];
+    for (int f = 0; f < n; ++f) y[f] = win[f] < 0 ? T(0) : acc[f];
+    if (arg) {
+      int64_t* g = arg + i * F + f0;
+      for (int f = 0; f < n; ++f) g[f] = win[f] < 0 ? int64_t(-1) : b + win[f];
     }
   } else {
     for (int f = 0; f < n; ++f) y[f] = acc[f];

@@ -106,7 +106,12 @@ def _prep(X, F, E, e_width, eperm, nnz, dtype):
 def spmm_forward(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm, message, reduce, Y,
                  arg):
     X2, E2, e_vec, perm, has_perm = _prep(X, F, E, e_width, eperm, indices.shape[0], Y.dtype)
-    arg2 = arg if arg is not None else np.zeros((1, 1), dtype=np.int64)
+    if arg is not None:
+        arg2 = arg
+    elif reduce >= MAX:  # the kernel tracks winners in it
+        arg2 = np.empty(Y.shape, dtype=np.int64)
+    else:
+        arg2 = np.zeros((1, 1), dtype=np.int64)
     _forward(indptr, indices, X2, E2, e_vec, perm, has_perm, message, reduce, Y, arg2)
 
 

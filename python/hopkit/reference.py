@@ -6,7 +6,8 @@ on arrays that ``hopkit.ops`` has already validated and made C-contiguous:
 
 * ``spmm_forward(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm,
   message, reduce, Y, arg)`` writes ``Y[i] = reduce_e msg(X[indices[e]], E[e])``
-  and, for max/min, ``arg`` (the winning edge position, -1 for an empty row);
+  and, for max/min when ``arg`` is not None, the winning edge position (-1
+  for an empty row);
 * ``spmm_edge_grad(..., dY, arg, dE)``: gradient wrt the edge features (dY is
   already divided by the row length for mean);
 * ``spmm_arg_grad_x(..., dY, arg, dX)``: gradient wrt X for max/min;
@@ -80,7 +81,8 @@ def spmm_forward(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm, messa
     win = _segment(np.minimum, cand, indptr, n_rows, np.iinfo(np.int64).max)
     empty = np.isnan(best)
     Y[...] = np.where(empty, 0, best)
-    arg[...] = np.where(empty, -1, win)
+    if arg is not None:
+        arg[...] = np.where(empty, -1, win)
 
 
 def spmm_edge_grad(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm, message, reduce,

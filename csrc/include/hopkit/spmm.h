@@ -41,7 +41,8 @@ struct SpmmArgs {
 };
 
 #define HOPKIT_SPMM_DECLS                                                                   \
-  /* Forward: writes Y [n_rows, F]; arg [n_rows, F] (edge position) for MAX/MIN. */         \
+  /* Forward: writes Y [n_rows, F] and, when arg != null (MAX/MIN), the winning edge */ \
+  /* position per entry (-1 for an empty row) to arg [n_rows, F]. */                      \
   template <class T, class I>                                                               \
   void spmm_forward(const SpmmArgs<T, I>& a, T* Y, int64_t* arg);                           \
   /* Gradient wrt the edge features for every reduce: dE has E's shape. dY must already */ \

@@ -22,8 +22,8 @@ def _np(t):
 
 class SpMMFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, X, Ew, A, Xn, F, dtype, E, e_width, msg, red, be):
-        Y, arg = spmm_forward_np(A, Xn, F, dtype, E, e_width, msg, red, be)
+    def forward(ctx, X, Ew, A, Xn, F, dtype, E, e_width, msg, red, be, want_arg):
+        Y, arg = spmm_forward_np(A, Xn, F, dtype, E, e_width, msg, red, be, want_arg)
         ctx.A, ctx.Xn, ctx.E, ctx.arg = A, Xn, E, arg
         ctx.cfg = (F, e_width, msg, red, be)
         arg_t = torch.from_numpy(arg) if arg is not None else torch.empty(0, dtype=torch.int64)
@@ -42,15 +42,19 @@ class SpMMFunction(torch.autograd.Function):
             dE = torch.from_numpy(
                 spmm_edge_grad_np(ctx.A, ctx.Xn, F, ctx.E, e_width, msg, red, ctx.arg, dYn,
                                       be))
-        return dX, dE, None, None, None, None, None, None, None, None, None
+        return dX, dE, None, None, None, None, None, None, None, None, None, None
 
 
-def spmm_torch(A, X, edge_weight, Xn, F, dtype, E, e_width, msg, red, be):
-    """torch entry of hopkit.spmm; returns (Y, arg or None)."""
+def spmm_torch(A, X, edge_weight, Xn, F, dtype, E, e_width, msg, red, be, return_arg):
+    """torch entry of hopkit.spmm; returns (Y, arg or None). The max/min arg is
+    only computed when asked for or needed by a backward pass."""
     Ew = edge_weight if isinstance(edge_weight, torch.Tensor) else None
     Xt = X if isinstance(X, torch.Tensor) else (None if X is None else torch.from_numpy(Xn))
-    Y, arg = SpMMFunction.apply(Xt, Ew, A, Xn, F, dtype, E, e_width, msg, red, be)
-    return Y, (arg if red >= 2 else None)
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (Xt, Ew))
+    want_arg = red >= 2 and (return_arg or needs_grad)
+    Y, arg = SpMMFunction.apply(Xt, Ew, A, Xn, F, dtype, E, e_width, msg, red, be, want_arg)
+    return Y, (arg if want_arg else None)
 
 
 class SDDMMFunction(torch.autograd.Function):

@@ -45,9 +45,9 @@ def _call(fn, A: CSR, X, F, E, e_width, eperm, msg, red, *rest):
     return fn(A.indptr, A.indices, A.n_rows, A.n_cols, X, F, E, e_width, eperm, msg, red, *rest)
 
 
-def spmm_forward_np(A: CSR, X, F, dtype, E, e_width, msg, red, be):
+def spmm_forward_np(A: CSR, X, F, dtype, E, e_width, msg, red, be, want_arg=True):
     Y = np.empty((A.n_rows, F), dtype=dtype)
-    arg = np.empty((A.n_rows, F), dtype=np.int64) if red >= 2 else None
+    arg = np.empty((A.n_rows, F), dtype=np.int64) if red >= 2 and want_arg else None
     _call(be.spmm_forward, A, X, F, E, e_width, None, msg, red, Y, arg)
     return Y, arg
 
@@ -146,9 +146,9 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
     if torch_mode:
         from ..autograd.spmm import spmm_torch
 
-        out = spmm_torch(A, X, edge_weight, Xn, F, dtype, E, e_width, msg, red, be)
+        out = spmm_torch(A, X, edge_weight, Xn, F, dtype, E, e_width, msg, red, be, return_arg)
         return out if return_arg else out[0]
-    Y, arg = spmm_forward_np(A, Xn, F, dtype, E, e_width, msg, red, be)
+    Y, arg = spmm_forward_np(A, Xn, F, dtype, E, e_width, msg, red, be, want_arg=return_arg)
     return (Y, arg) if return_arg else Y
 
 
