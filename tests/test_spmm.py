@@ -155,3 +155,30 @@ def test_numpy_api_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("ok")
+
+
+def test_backend_env_var(monkeypatch, rng):
+    from hopkit import _backend
+
+    A = power_law_graph(20, 20, 80, rng)
+    X = rng.standard_normal((20, 3))
+    monkeypatch.setenv("HOPKIT_BACKEND", "numpy")
+    assert _backend.resolve(None) is _backend.reference_module()
+    np.testing.assert_allclose(hopkit.spmm(A, X), ref(A, X, "sum"))
+    monkeypatch.setenv("HOPKIT_BACKEND", "cuda-please")
+    with pytest.raises(ValueError, match="spmm: backend must be one of"):
+        hopkit.spmm(A, X)
+
+
+def test_fallback_warns_once_when_native_missing(monkeypatch, rng):
+    from hopkit import _backend
+
+    monkeypatch.setitem(_backend._cache, "native", None)
+    monkeypatch.setattr(_backend, "_warned", False)
+    A = power_law_graph(20, 20, 80, rng)
+    X = rng.standard_normal((20, 3))
+    with pytest.warns(RuntimeWarning, match="native extension not available"):
+        Y = hopkit.spmm(A, X)
+    np.testing.assert_allclose(Y, ref(A, X, "sum"))
+    with pytest.raises(ValueError, match="backend='native' requested but"):
+        hopkit.spmm(A, X, backend="native")
