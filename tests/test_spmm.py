@@ -173,10 +173,10 @@ def test_backend_env_var(monkeypatch, rng):
 def test_fallback_warns_once_when_native_missing(monkeypatch, rng):
     from hopkit import _backend
 
-    monkeypatch.setitem(_backend._cache, "native", None)
-    monkeypatch.setattr(_backend, "_warned", False)
     A = power_law_graph(20, 20, 80, rng)
     X = rng.standard_normal((20, 3))
+    monkeypatch.setitem(_backend._cache, "native", None)
+    monkeypatch.setattr(_backend, "_warned", False)
     with pytest.warns(RuntimeWarning, match="native extension not available"):
         Y = hopkit.spmm(A, X)
     np.testing.assert_allclose(Y, ref(A, X, "sum"))
