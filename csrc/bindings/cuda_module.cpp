@@ -9,6 +9,8 @@
 
 namespace py = pybind11;
 
+void bind_cuda_spmm(py::module_& m);
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "hopkit CUDA kernels";
 #ifdef HOPKIT_CUDA_ARCHS
@@ -20,4 +22,5 @@ PYBIND11_MODULE(_cuda, m) {
                                          reinterpret_cast<void*>(stream));
     if (!err.empty()) throw std::runtime_error("hopkit._cuda.fill: " + err);
   });
+  bind_cuda_spmm(m);
 }

@@ -1,0 +1,316 @@
+"""CUDA dispatch: torch CUDA tensors (and CuPy arrays, through DLPack) go to
+``hopkit._cuda``.
+
+Device pointers and the current CUDA stream pass to the module as integers;
+outputs are allocated here with ``torch.empty`` on the input's device and
+written by the kernels, which launch on the current stream and never
+synchronise. A CSR's arrays, its row-segment plan, its values per dtype and
+(for a transpose) its ``perm`` are uploaded once per device and cached on the
+CSR (``A._cache``). The op modules validate the CPU-side arguments; this module
+validates the device tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from .._torch import is_tensor
+
+SEG_LEN = 128  # max edges per warp work item; longer rows are split (see csrc/cuda/spmm.cu)
+_INT32_MAX = 2**31 - 1
+
+
+class CudaBackend:
+    """The ``be`` passed through the autograd Functions for device tensors."""
+
+    name = "cuda"
+
+    def __repr__(self):
+        return "<hopkit CUDA backend>"
+
+
+CUDA = CudaBackend()
+
+
+def is_cuda_backend(be) -> bool:
+    return be is CUDA
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def dtype_code(op, name, dtype):
+    torch = _torch()
+    codes = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+    if dtype not in codes:
+        raise TypeError(f"{op}: {name} must be float32, float64, float16 or bfloat16 on CUDA, "
+                        f"got {dtype}")
+    return codes[dtype]
+
+
+def _acc_dtype(dtype):
+    torch = _torch()
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# ---------------------------------------------------------------- device routing
+def _is_cupy(x) -> bool:
+    return type(x).__module__.split(".")[0] == "cupy" and hasattr(x, "__cuda_array_interface__")
+
+
+def _where(x) -> str:
+    if is_tensor(x):
+        return str(x.device)
+    return "cpu (NumPy)" if isinstance(x, np.ndarray) else "cpu"
+
+
+def route(op, backend, **arrays):
+    """Decides where an op runs from its array arguments.
+
+    Returns ``(device, arrays, back)``: device is None for CPU inputs (NumPy
+    or CPU tensors; ``arrays`` unchanged) or the torch CUDA device; CuPy
+    arrays are replaced by zero-copy torch views and ``back`` turns torch
+    results into CuPy arrays again (identity otherwise). Raises for mixed
+    devices, a CUDA device other than the current one, a CUDA tensor without
+    the CUDA build, a non-CPU non-CUDA device, or a CPU-only backend asked
+    for device tensors. Contiguity is checked by the op's validation.
+    """
+    out = dict(arrays)
+    cupy_in = False
+    for name, x in arrays.items():
+        if _is_cupy(x):
+            torch = _torch()
+            out[name] = torch.from_dlpack(x)
+            cupy_in = True
+    present = {n: x for n, x in out.items() if x is not None}
+    devs = {n: _where(x) for n, x in present.items()}
+    if len({d.split(" ")[0] for d in devs.values()}) > 1:
+        desc = ", ".join(f"{n} on {d}" for n, d in devs.items())
+        raise ValueError(f"{op}: all tensors must be on one device, got {desc}")
+    tensors = [x for x in present.values() if is_tensor(x)]
+    if not tensors or tensors[0].device.type == "cpu":
+        return None, out, (lambda r: r)
+    name, t = next((n, x) for n, x in present.items() if is_tensor(x))
+    dev = t.device
+    if dev.type != "cuda":
+        raise TypeError(f"{op}: {name} is on {dev}; hopkit runs on CPU and CUDA tensors")
+    if _backend.cuda_module() is None:
+        raise TypeError(f"{op}: {name} is a CUDA tensor ({dev}) but hopkit was built without "
+                        "CUDA; move it to the CPU or rebuild with HOPKIT_CUDA=ON")
+    torch = _torch()
+    cur = torch.cuda.current_device()
+    if dev.index != cur:
+        raise TypeError(f"{op}: {name} is on {dev} but the current CUDA device is cuda:{cur}; "
+                        f"call torch.cuda.set_device({dev.index}) or run inside "
+                        f"`with torch.cuda.device({dev.index}):`")
+    if backend is not None and str(backend).lower() not in ("auto", "native", "cuda"):
+        raise TypeError(f"{op}: backend={backend!r} runs on CPU arrays; got CUDA tensor {name} "
+                        f"on {dev} (use backend='auto' or move the inputs to the CPU)")
+
+    def back(r):
+        if not cupy_in:
+            return r
+        import cupy
+
+        if isinstance(r, tuple):
+            return tuple(None if v is None else cupy.from_dlpack(v.detach()) for v in r)
+        return cupy.from_dlpack(r.detach())
+
+    return dev, out, back
+
+
+def check_tensor(op, name, x, *, rows=None, ndim=2, dtype=None, shape=None):
+    """A CUDA tensor argument: float dtype, shape, C-contiguous (never copied)."""
+    if not is_tensor(x):
+        raise TypeError(f"{op}: {name} must be a torch CUDA tensor or CuPy array, got "
+                        f"{type(x).__name__}")
+    dtype_code(op, name, x.dtype)
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{op}: {name} must have the dtype of the features ({dtype}), got "
+                        f"{x.dtype}")
+    if shape is not None and tuple(x.shape) not in shape:
+        want = " or ".join(str(s) for s in shape)
+        raise ValueError(f"{op}: {name} must have shape {want}, got {tuple(x.shape)}")
+    if x.dim() != ndim and shape is None:
+        raise ValueError(f"{op}: {name} must be {ndim}-D, got shape {tuple(x.shape)}")
+    if rows is not None and x.shape[0] != rows:
+        raise ValueError(f"{op}: {name} must have {rows} rows, got {x.shape[0]}")
+    if not x.is_contiguous():
+        raise ValueError(f"{op}: {name} is a non-contiguous CUDA tensor (strides "
+                         f"{tuple(x.stride())}); pass {name}.contiguous()")
+    return x
+
+
+# ---------------------------------------------------------------- device CSR
+class DeviceCSR:
+    """A CSR's arrays on one CUDA device, with the spmm row-segment plan."""
+
+    def __init__(self, A, device):
+        torch = _torch()
+        if A.n_cols > _INT32_MAX:
+            raise ValueError(f"CUDA kernels need n_cols < 2**31 (int32 column indices on the "
+                             f"device), got {A.n_cols}")
+        self.A, self.device = A, device
+
+        def up(a, dtype=None):
+            t = torch.from_numpy(np.array(a, dtype=dtype, copy=True))
+            return t.to(device)
+
+        self.indptr = up(A.indptr, np.int64)
+        self.indices = up(A.indices, np.int32)
+        self.n_rows, self.n_cols, self.nnz = A.n_rows, A.n_cols, A.nnz
+        self.desc = (self.indptr.data_ptr(), self.indices.data_ptr(), A.n_rows, A.n_cols, A.nnz)
+        plan = segment_plan(np.asarray(A.indptr), SEG_LEN)
+        self._plan = {k: up(v) for k, v in plan.items() if isinstance(v, np.ndarray)}
+        self.n_slots = plan["n_slots"]
+        p = self._plan
+        self.plan = (p["seg_start"].data_ptr(), p["seg_row"].data_ptr(), p["seg_slot"].data_ptr(),
+                     plan["n_segs"], SEG_LEN, p["split_row"].data_ptr(),
+                     p["split_ptr"].data_ptr(), plan["n_split"], plan["n_slots"])
+        self._values, self._inv_degree = {}, {}
+        self.perm = None if A.perm is None else up(A.perm, np.int64)
+
+    def values(self, dtype):
+        """A.values in ``dtype`` on the device (cached), or None."""
+        if self.A.values is None:
+            return None
+        if dtype not in self._values:
+            t = _torch().from_numpy(np.array(self.A.values, copy=True))
+            self._values[dtype] = t.to(self.device).to(dtype).contiguous()
+        return self._values[dtype]
+
+    def inv_degree(self, dtype):
+        if dtype not in self._inv_degree:
+            t = _torch().from_numpy(np.array(self.A.inv_degree(np.float64), copy=True))
+            self._inv_degree[dtype] = t.to(self.device).to(dtype)
+        return self._inv_degree[dtype]
+
+
+def segment_plan(indptr, seg_len):
+    """Rows cut into segments of at most seg_len edges (an empty row keeps one
+    empty segment). Segments of rows with several of them get consecutive
+    workspace slots, folded in order by the combine kernel."""
+    indptr = np.asarray(indptr, dtype=np.int64)
+    n_rows = indptr.shape[0] - 1
+    deg = np.diff(indptr)
+    nseg = np.maximum(1, -(-deg // seg_len))
+    seg_ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(nseg, out=seg_ptr[1:])
+    n_segs = int(seg_ptr[-1])
+    seg_row = np.repeat(np.arange(n_rows, dtype=np.int64), nseg)
+    k_in_row = np.arange(n_segs, dtype=np.int64) - seg_ptr[:-1][seg_row]
+    seg_start = indptr[:-1][seg_row] + k_in_row * seg_len
+    split = nseg > 1
+    in_split = split[seg_row]
+    seg_slot = np.where(in_split, np.cumsum(in_split) - 1, -1).astype(np.int64)
+    split_row = np.flatnonzero(split).astype(np.int64)
+    split_ptr = np.zeros(split_row.shape[0] + 1, dtype=np.int64)
+    np.cumsum(nseg[split_row], out=split_ptr[1:])
+    return {"seg_start": seg_start, "seg_row": seg_row, "seg_slot": seg_slot, "n_segs": n_segs,
+            "split_row": split_row, "split_ptr": split_ptr, "n_split": int(split_row.shape[0]),
+            "n_slots": int(split_ptr[-1])}
+
+
+def device_csr(A, device) -> DeviceCSR:
+    key = ("cuda", device.index)
+    D = A._cache.get(key)
+    if D is None:
+        D = A._cache[key] = DeviceCSR(A, device)
+    return D
+
+
+def _ptr(t) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def _stream(device) -> int:
+    return _torch().cuda.current_stream(device).cuda_stream
+
+
+def _mod():
+    return _backend.cuda_module()
+
+
+# ---------------------------------------------------------------- spmm kernels
+def spmm_forward(A, X, F, dtype, E, e_width, msg, red, want_arg, device, eperm=None, mask=None):
+    """Y [n_rows, F] (and arg for max/min when wanted) on the device."""
+    torch = _torch()
+    D = device_csr(A, device)
+    Y = torch.empty((A.n_rows, F), dtype=dtype, device=device)
+    arg = (torch.empty((A.n_rows, F), dtype=torch.int64, device=device)
+           if red >= 2 and want_arg else None)
+    n_ws = D.n_slots * F
+    ws_val = torch.empty(n_ws, dtype=_acc_dtype(dtype), device=device) if n_ws else None
+    ws_arg = torch.empty(n_ws, dtype=torch.int32, device=device) if n_ws and red >= 2 else None
+    _mod().spmm_forward(D.desc, D.plan, dtype_code("spmm", "X", dtype), _ptr(X), F, _ptr(E),
+                        e_width, _ptr(eperm), msg, red, _ptr(mask), _ptr(Y), _ptr(arg),
+                        _ptr(ws_val), _ptr(ws_arg), _stream(device))
+    return Y, arg
+
+
+def _scaled(A, dY, red, device):
+    from .spmm import REDUCES
+
+    if red != REDUCES["mean"]:
+        return dY
+    return (dY * device_csr(A, device).inv_degree(dY.dtype)[:, None]).contiguous()
+
+
+def spmm_grad_x(A, X, F, E, e_width, msg, red, arg, dY, device):
+    """d loss / d X on the device: the forward kernel on the cached transpose
+    (sum/mean), masked by the kept arg for max/min (no atomics either way)."""
+    from .spmm import MESSAGES, REDUCES
+
+    AT = A.T
+    DT = device_csr(AT, device)
+    dtype = dY.dtype
+    tmsg = MESSAGES["mul"] if msg == MESSAGES["mul"] else MESSAGES["copy"]
+    eperm, mask = None, None
+    if red >= 2:
+        # Edge t of A^T (edge perm[t] of A) passes dY[i, f] to dX[j, f] only
+        # where it won: arg[i, f] == perm[t]. E is read in A's order.
+        eperm, mask = DT.perm, arg
+        if tmsg == MESSAGES["copy"]:
+            E, e_width = None, 0
+        Z = dY
+    else:
+        if tmsg == MESSAGES["copy"]:
+            E, e_width = None, 0
+        elif E is device_csr(A, device).values(E.dtype):
+            E = DT.values(E.dtype)  # already in the transpose's order
+        else:
+            eperm = DT.perm  # edge features read through the perm, never gathered
+        Z = _scaled(A, dY, red, device)
+    dX, _ = spmm_forward(AT, Z, F, dtype, E, e_width, tmsg, REDUCES["sum"], False, device,
+                         eperm=eperm, mask=mask)
+    return dX
+
+
+def spmm_edge_grad(A, X, F, E, e_width, msg, red, arg, dY, device):
+    """d loss / d edge features (E's shape) on the device; also SDDMM."""
+    torch = _torch()
+    D = device_csr(A, device)
+    dtype = dY.dtype
+    dE = torch.empty((A.nnz,) if e_width == 1 else (A.nnz, F), dtype=dtype, device=device)
+    Z = _scaled(A, dY, red, device)
+    _mod().spmm_edge_grad(D.desc, dtype_code("spmm", "dY", dtype), _ptr(X), F, _ptr(E), e_width,
+                          0, msg, red, _ptr(Z), _ptr(arg), _ptr(dE), _stream(device))
+    return dE
+
+
+def sddmm(A, U, V, scale, device):
+    from .spmm import MESSAGES, REDUCES
+
+    out = spmm_edge_grad(A, V, U.shape[1], None, 1, MESSAGES["mul"], REDUCES["sum"], None, U,
+                         device)
+    if scale:
+        out = out * device_csr(A, device).values(out.dtype)
+    return out
+
+
+def edge_values(A, device, dtype):
+    return device_csr(A, device).values(dtype)
