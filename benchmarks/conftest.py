@@ -1,4 +1,5 @@
 import pytest
+
 from hopkit.bench._common import gowalla_graph
 
 
