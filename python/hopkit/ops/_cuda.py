@@ -172,7 +172,16 @@ class DeviceCSR:
                      plan["n_segs"], SEG_LEN, p["split_row"].data_ptr(),
                      p["split_ptr"].data_ptr(), plan["n_split"], plan["n_slots"])
         self._values, self._inv_degree = {}, {}
-        self.perm = None if A.perm is None else up(A.perm, np.int64)
+        self._up = up
+        self._tperm = None
+
+    def tperm(self):
+        """perm of A.T on the device (see ops.spmm.transpose_perm), cached."""
+        if self._tperm is None:
+            from .spmm import transpose_perm
+
+            self._tperm = self._up(transpose_perm(self.A), np.int64)
+        return self._tperm
 
     def values(self, dtype):
         """A.values in ``dtype`` on the device (cached), or None."""
@@ -266,24 +275,24 @@ def spmm_grad_x(A, X, F, E, e_width, msg, red, arg, dY, device):
     from .spmm import MESSAGES, REDUCES
 
     AT = A.T
-    DT = device_csr(AT, device)
+    D, DT = device_csr(A, device), device_csr(AT, device)
     dtype = dY.dtype
     tmsg = MESSAGES["mul"] if msg == MESSAGES["mul"] else MESSAGES["copy"]
     eperm, mask = None, None
     if red >= 2:
         # Edge t of A^T (edge perm[t] of A) passes dY[i, f] to dX[j, f] only
         # where it won: arg[i, f] == perm[t]. E is read in A's order.
-        eperm, mask = DT.perm, arg
+        eperm, mask = D.tperm(), arg
         if tmsg == MESSAGES["copy"]:
             E, e_width = None, 0
         Z = dY
     else:
         if tmsg == MESSAGES["copy"]:
             E, e_width = None, 0
-        elif E is device_csr(A, device).values(E.dtype):
+        elif E is D.values(E.dtype):
             E = DT.values(E.dtype)  # already in the transpose's order
         else:
-            eperm = DT.perm  # edge features read through the perm, never gathered
+            eperm = D.tperm()  # edge features read through the perm, never gathered
         Z = _scaled(A, dY, red, device)
     dX, _ = spmm_forward(AT, Z, F, dtype, E, e_width, tmsg, REDUCES["sum"], False, device,
                          eperm=eperm, mask=mask)

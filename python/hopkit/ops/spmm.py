@@ -64,6 +64,22 @@ def spmm_forward_np(A: CSR, X, F, dtype, E, e_width, msg, red, be, want_arg=True
     return Y, arg
 
 
+def transpose_perm(A: CSR):
+    """perm of A.T (edge t of A.T is edge perm[t] of A). When A itself came
+    from ``.T``, A.T is the cached original, which has no perm: use the
+    inverse of A.perm then (cached)."""
+    AT = A.T
+    if AT.perm is not None:
+        return AT.perm
+    inv = A._cache.get("inv_perm")
+    if inv is None:
+        inv = np.empty(A.nnz, dtype=np.int64)
+        inv[A.perm] = np.arange(A.nnz, dtype=np.int64)
+        inv.flags.writeable = False
+        A._cache["inv_perm"] = inv
+    return inv
+
+
 def _scaled_dY(A: CSR, dY, red):
     return dY * A.inv_degree(dY.dtype)[:, None] if red == REDUCES["mean"] else dY
 
@@ -88,7 +104,7 @@ def spmm_grad_x_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
     elif E is A.values_as(E.dtype):
         E = AT.values_as(E.dtype)  # already in the transpose's order: no indirection
     else:
-        eperm = AT.perm  # edge features read through the perm, never gathered
+        eperm = transpose_perm(A)  # edge features read through the perm, never gathered
     Z = np.ascontiguousarray(_scaled_dY(A, dY, red))
     dX = np.empty((A.n_cols, F), dtype=dY.dtype)
     _call(be.spmm_forward, AT, Z, F, E, e_width, eperm, tmsg, REDUCES["sum"], dX, None)

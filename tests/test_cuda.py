@@ -1,0 +1,227 @@
+"""CUDA backend: device results against the CPU (NumPy reference, float64
+accumulation), gradcheck on the GPU in float64, device errors. Tests that need
+a GPU take the `cuda` fixture and skip when there is none; the build checks
+and the segment plan run everywhere."""
+
+import shutil
+
+import hopkit
+import numpy as np
+import pytest
+from conftest import power_law_graph
+from hopkit import _backend
+from hopkit.ops import _cuda as cu
+
+torch = pytest.importorskip("torch")
+
+REDUCES = ["sum", "mean", "max", "min"]
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+TOL = {torch.float32: 2e-5, torch.float64: 1e-11, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+@pytest.fixture
+def cuda():
+    if _backend.cuda_module() is None:
+        pytest.skip("hopkit._cuda is not built")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+# ---------------------------------------------------------------- everywhere
+def test_cuda_module_built_when_nvcc_present():
+    """With nvcc on PATH and HOPKIT_CUDA not OFF the CUDA module must have been
+    built and must import (also with no driver), so .cu files cannot break unseen."""
+    nat = _backend.native_module()
+    if nat is None or not hasattr(nat, "cuda_option"):
+        pytest.skip("native module absent or built before the CUDA build facts existed")
+    if shutil.which("nvcc") is None or nat.cuda_option.upper() == "OFF":
+        pytest.skip(f"no nvcc on PATH or HOPKIT_CUDA={nat.cuda_option}")
+    assert nat.cuda_built, "nvcc is on PATH but CMake did not build hopkit._cuda"
+    mod = _backend.cuda_module()
+    assert mod is not None, "hopkit._cuda was built but does not import"
+    assert mod.device_count() >= 0
+    assert "80" in mod.architectures and "90" in mod.architectures
+
+
+@pytest.mark.parametrize("seg_len", [1, 3, 128])
+def test_segment_plan_covers_every_edge_once_in_order(rng, seg_len):
+    A = power_law_graph(50, 40, 900, rng, empty=(0, 7, 49))
+    p = cu.segment_plan(A.indptr, seg_len)
+    deg = A.row_degree()
+    assert p["n_segs"] == int(np.maximum(1, -(-deg // seg_len)).sum())
+    starts, rows = p["seg_start"], p["seg_row"]
+    ends = np.minimum(starts + seg_len, A.indptr[rows + 1])
+    assert (np.diff(rows) >= 0).all() and (ends >= starts).all()
+    covered = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
+    np.testing.assert_array_equal(covered, np.arange(A.nnz))
+    # split rows: consecutive slots, one per segment, in segment order
+    assert p["n_split"] == int((deg > seg_len).sum())
+    for k, r in enumerate(p["split_row"]):
+        slots = p["seg_slot"][rows == r]
+        np.testing.assert_array_equal(slots, np.arange(p["split_ptr"][k], p["split_ptr"][k + 1]))
+    single = np.flatnonzero(deg <= seg_len)
+    assert (p["seg_slot"][np.isin(rows, single)] == -1).all()
+
+
+def test_segment_plan_empty_graph():
+    p = cu.segment_plan(np.zeros(1, dtype=np.int64), 128)
+    assert p["n_segs"] == 0 and p["n_split"] == 0 and p["n_slots"] == 0
+
+
+# ---------------------------------------------------------------- on a GPU
+def _graph(rng, dtype=np.float64):
+    # row 0 has several segments (> SEG_LEN edges); rows 5, 60, 119 are empty
+    A = power_law_graph(120, 90, 4000, rng, np.int64, values=dtype, empty=(5, 60, 119))
+    assert A.row_degree().max() > 2 * cu.SEG_LEN
+    return A
+
+
+@pytest.mark.parametrize("reduce", REDUCES)
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("F", [1, 7, 64, 100, 300])
+def test_spmm_matches_cpu(cuda, rng, reduce, dtype, F):
+    A = _graph(rng)
+    tdt = DTYPES[dtype]
+    X = torch.randn(90, F, dtype=torch.float64).to(tdt)
+    Xc = X.to(cuda)
+    Yd, argd = (hopkit.spmm(A, Xc, reduce, return_arg=True) if reduce in ("max", "min")
+                else (hopkit.spmm(A, Xc, reduce), None))
+    assert Yd.device == cuda and Yd.dtype == tdt and Yd.shape == (120, F)
+    # reference in float64 on the same (rounded) inputs; edge weights in tdt
+    Aw = hopkit.CSR(A.indptr, A.indices,
+                    torch.from_numpy(A.values).to(tdt).double().numpy(), A.shape)
+    Yr, argr = hopkit.spmm(Aw, X.double().numpy(), reduce, return_arg=True, backend="numpy") \
+        if reduce in ("max", "min") else (hopkit.spmm(Aw, X.double().numpy(), reduce,
+                                                      backend="numpy"), None)
+    got = Yd.double().cpu().numpy()
+    t = TOL[tdt]
+    np.testing.assert_allclose(got, Yr, rtol=t, atol=t * max(1.0, np.abs(Yr).max()))
+    if argd is not None and tdt in (torch.float32, torch.float64):
+        np.testing.assert_array_equal(argd.cpu().numpy(), argr)
+        assert (argd[5] == -1).all() and (Yd[5] == 0).all()
+
+
+@pytest.mark.parametrize("reduce", REDUCES)
+@pytest.mark.parametrize("message", ["mul", "add"])
+@pytest.mark.parametrize("vector", [False, True])
+def test_messages_match_cpu(cuda, rng, reduce, message, vector):
+    A = _graph(rng)
+    F = 20
+    X = rng.standard_normal((90, F))
+    E = rng.standard_normal((A.nnz, F) if vector else A.nnz)
+    want = hopkit.spmm(A, X, reduce, E, message=message, backend="numpy")
+    got = hopkit.spmm(A, torch.from_numpy(X).to(cuda), reduce, torch.from_numpy(E).to(cuda),
+                      message=message)
+    np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-11, atol=1e-11)
+
+
+def test_edge_only_and_copy(cuda, rng):
+    A = _graph(rng)
+    E = rng.standard_normal((A.nnz, 4))
+    got = hopkit.spmm(A, None, "sum", torch.from_numpy(E).to(cuda))
+    np.testing.assert_allclose(got.cpu().numpy(), hopkit.spmm(A, None, "sum", E, backend="numpy"),
+                               rtol=1e-11, atol=1e-11)
+    X = rng.standard_normal((90, 3))
+    got = hopkit.spmm(A, torch.from_numpy(X).to(cuda), "sum", message="copy")
+    np.testing.assert_allclose(got.cpu().numpy(),
+                               hopkit.spmm(A, X, "sum", message="copy", backend="numpy"),
+                               rtol=1e-11, atol=1e-11)
+
+
+def test_deterministic(cuda, rng):
+    A = _graph(rng, np.float32)
+    X = torch.randn(90, 64, device=cuda)
+    for reduce in REDUCES:
+        a = hopkit.spmm(A, X, reduce)
+        b = hopkit.spmm(A, X, reduce)
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 0), (5, 4, 0), (3, 0, 0)])
+def test_empty_graphs(cuda, shape):
+    n_rows, n_cols, _ = shape
+    A = hopkit.CSR(np.zeros(n_rows + 1, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                   shape=(n_rows, n_cols))
+    for F in (0, 3):
+        X = torch.randn(n_cols, F, device=cuda)
+        for reduce in REDUCES:
+            Y = hopkit.spmm(A, X, reduce)
+            assert Y.shape == (n_rows, F) and (Y == 0).all()
+
+
+def test_sddmm_matches_cpu(cuda, rng):
+    A = _graph(rng)
+    U, V = rng.standard_normal((120, 33)), rng.standard_normal((90, 33))
+    for scale in (False, True):
+        want = hopkit.sddmm(A, U, V, scale=scale, backend="numpy")
+        got = hopkit.sddmm(A, torch.from_numpy(U).to(cuda), torch.from_numpy(V).to(cuda),
+                           scale=scale)
+        np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("reduce", REDUCES)
+@pytest.mark.parametrize("message", ["mul", "add"])
+def test_gradcheck_on_gpu(cuda, rng, reduce, message):
+    A = power_law_graph(30, 20, 400, rng, values=np.float64, empty=(0, 29))
+    X = torch.randn(20, 5, dtype=torch.float64, device=cuda, requires_grad=True)
+    E = torch.rand(A.nnz, dtype=torch.float64, device=cuda).add_(0.5).requires_grad_()
+    torch.autograd.gradcheck(lambda x, e: hopkit.spmm(A, x, reduce, e, message=message), (X, E))
+    Ev = torch.randn(A.nnz, 5, dtype=torch.float64, device=cuda, requires_grad=True)
+    torch.autograd.gradcheck(lambda x, e: hopkit.spmm(A, x, reduce, e, message=message), (X, Ev))
+
+
+def test_gradcheck_default_weights_and_sddmm(cuda, rng):
+    A = power_law_graph(30, 20, 400, rng, values=np.float64, empty=(3,))
+    A2 = hopkit.CSR(A.indptr, A.indices, A.values, A.shape)  # fresh caches
+    # one long row: the transpose of a star has a row longer than SEG_LEN
+    X = torch.randn(20, 4, dtype=torch.float64, device=cuda, requires_grad=True)
+    torch.autograd.gradcheck(lambda x: hopkit.spmm(A2, x, "mean"), (X,))
+    U = torch.randn(30, 4, dtype=torch.float64, device=cuda, requires_grad=True)
+    torch.autograd.gradcheck(lambda u, v: hopkit.sddmm(A, u, v, scale=True), (U, X))
+    star = hopkit.CSR.from_coo(np.arange(300) % 3, np.zeros(300, dtype=np.int64),
+                               shape=(3, 2), sum_duplicates=False)
+    Xs = torch.randn(2, 3, dtype=torch.float64, device=cuda, requires_grad=True)
+    torch.autograd.gradcheck(lambda x: hopkit.spmm(star.T, hopkit.spmm(star, x), "max"), (Xs,))
+
+
+def test_backward_matches_cpu(cuda, rng):
+    A = _graph(rng, np.float32)
+    X = torch.randn(90, 64)
+    for reduce in REDUCES:
+        xs = [X.clone().requires_grad_(), X.to(cuda).requires_grad_()]
+        for x in xs:
+            (hopkit.spmm(A, x, reduce) ** 2).sum().backward()
+        torch.testing.assert_close(xs[1].grad.cpu(), xs[0].grad, rtol=1e-4, atol=1e-4)
+
+
+def test_device_errors(cuda, rng):
+    A = _graph(rng, np.float32)
+    X = torch.randn(90, 8, device=cuda)
+    with pytest.raises(ValueError, match="spmm: all tensors must be on one device"):
+        hopkit.spmm(A, X, edge_weight=torch.ones(A.nnz))
+    with pytest.raises(ValueError, match="spmm: X is a non-contiguous CUDA tensor"):
+        hopkit.spmm(A, torch.randn(8, 90, device=cuda).t())
+    with pytest.raises(TypeError, match="spmm: backend='numpy' runs on CPU arrays"):
+        hopkit.spmm(A, X, backend="numpy")
+    with pytest.raises(ValueError, match=r"spmm: X must have 90 rows, got 89"):
+        hopkit.spmm(A, X[:89])
+    with pytest.raises(TypeError, match="spmm: X must be float32, float64, float16 or bfloat16"):
+        hopkit.spmm(A, torch.ones(90, 8, dtype=torch.int32, device=cuda))
+    with pytest.raises(TypeError, match="spmm: edge_weight must have the dtype of the features"):
+        hopkit.spmm(A, X, torch.ones(A.nnz, dtype=torch.float64, device=cuda))
+    if torch.cuda.device_count() > 1:
+        other = torch.randn(90, 8, device="cuda:1")
+        with pytest.raises(TypeError, match="but the current CUDA device is"):
+            hopkit.spmm(A, other)
+
+
+def test_cupy_in_cupy_out(cuda, rng):
+    cupy = pytest.importorskip("cupy")
+    A = _graph(rng, np.float32)
+    X = rng.standard_normal((90, 16)).astype(np.float32)
+    Y = hopkit.spmm(A, cupy.asarray(X))
+    assert isinstance(Y, cupy.ndarray)
+    np.testing.assert_allclose(cupy.asnumpy(Y), hopkit.spmm(A, X, backend="numpy"), rtol=2e-5,
+                               atol=2e-5)
