@@ -225,3 +225,37 @@ def test_cupy_in_cupy_out(cuda, rng):
     assert isinstance(Y, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(Y), hopkit.spmm(A, X, backend="numpy"), rtol=2e-5,
                                atol=2e-5)
+
+
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("with_values", [False, True])
+@pytest.mark.parametrize("sum_duplicates", [False, True])
+def test_coo_to_csr_on_device_matches_cpu(cuda, rng, index_dtype, with_values, sum_duplicates):
+    rows = rng.integers(0, 50, 3000)
+    cols = rng.integers(0, 40, 3000)
+    vals = rng.standard_normal(3000) if with_values else None
+    want = hopkit.CSR.from_coo(rows, cols, vals, shape=(52, 40), sum_duplicates=sum_duplicates)
+    got = hopkit.CSR.from_coo(torch.from_numpy(rows).to(cuda, index_dtype),
+                              torch.from_numpy(cols).to(cuda, index_dtype),
+                              None if vals is None else torch.from_numpy(vals).to(cuda),
+                              shape=(52, 40), sum_duplicates=sum_duplicates)
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    if with_values:
+        np.testing.assert_allclose(got.values, want.values, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"CSR.from_coo: col must lie in \[0, 40\); col\[7\] = 40"):
+        bad = cols.copy()
+        bad[7] = 40
+        hopkit.CSR.from_coo(torch.from_numpy(rows).to(cuda), torch.from_numpy(bad).to(cuda),
+                            shape=(52, 40))
+    empty = hopkit.CSR.from_coo(torch.zeros(0, dtype=index_dtype, device=cuda),
+                                torch.zeros(0, dtype=index_dtype, device=cuda), shape=(3, 4))
+    assert empty.nnz == 0 and (empty.indptr == 0).all()
+
+
+def test_transpose_on_device_matches_cpu(cuda, rng):
+    A = _graph(rng)
+    t_indptr, t_indices, perm = cu.transpose(A, cuda)
+    np.testing.assert_array_equal(t_indptr.cpu().numpy(), A.T.indptr)
+    np.testing.assert_array_equal(t_indices.cpu().numpy(), A.T.indices)
+    np.testing.assert_array_equal(perm.cpu().numpy(), A.T.perm)

@@ -9,6 +9,7 @@
 
 namespace py = pybind11;
 
+void bind_cuda_csr(py::module_& m);
 void bind_cuda_spmm(py::module_& m);
 
 PYBIND11_MODULE(_cuda, m) {
@@ -22,5 +23,6 @@ PYBIND11_MODULE(_cuda, m) {
                                          reinterpret_cast<void*>(stream));
     if (!err.empty()) throw std::runtime_error("hopkit._cuda.fill: " + err);
   });
+  bind_cuda_csr(m);
   bind_cuda_spmm(m);
 }

@@ -207,6 +207,10 @@ class CSR:
         values the pair becomes a single edge (the graph is a pattern).
         """
         op = "CSR.from_coo"
+        if any(is_tensor(x) and x.device.type == "cuda" for x in (row, col, values)):
+            from .ops._cuda import csr_from_coo  # sorted on the device (csrc/cuda/csr.cu)
+
+            return csr_from_coo(cls, row, col, values, shape, sum_duplicates)
         row = _index_array(row, "row", op)
         col = _index_array(col, "col", op, length=row.shape[0])
         if col.dtype != row.dtype:

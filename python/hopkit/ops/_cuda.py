@@ -323,3 +323,97 @@ def sddmm(A, U, V, scale, device):
 
 def edge_values(A, device, dtype):
     return device_csr(A, device).values(dtype)
+
+
+# ---------------------------------------------------------------- CSR construction
+def _sort_scratch(n, device):
+    torch = _torch()
+    tb = int(_mod().sort_temp_bytes(n))
+    bufs = [torch.empty(max(n, 1), dtype=torch.int64, device=device) for _ in range(4)]
+    temp = torch.empty(tb, dtype=torch.uint8, device=device)
+    return bufs + [temp], [b.data_ptr() for b in bufs] + [temp.data_ptr(), tb]
+
+
+def _index_tensor(op, name, x, length=None):
+    torch = _torch()
+    if x.dim() != 1:
+        raise ValueError(f"{op}: {name} must be 1-D, got shape {tuple(x.shape)}")
+    if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+        raise TypeError(f"{op}: {name} must have an integer dtype, got {x.dtype}")
+    if x.dtype not in (torch.int32, torch.int64):
+        x = x.to(torch.int64)
+    if length is not None and x.shape[0] != length:
+        raise ValueError(f"{op}: {name} must have length {length}, got {x.shape[0]}")
+    return x.contiguous()
+
+
+def csr_from_coo(cls, row, col, values, shape, sum_duplicates):
+    """CSR.from_coo for CUDA tensors: the sort runs on the device (csrc/cuda/
+    csr.cu); the validated result is brought to the host, where a CSR lives."""
+    torch = _torch()
+    op = "CSR.from_coo"
+    dev, ins, _ = route(op, None, row=row, col=col, values=values)
+    row = _index_tensor(op, "row", ins["row"])
+    col = _index_tensor(op, "col", ins["col"], length=row.shape[0])
+    if col.dtype != row.dtype:
+        row, col = row.to(torch.int64), col.to(torch.int64)
+    nnz = row.shape[0]
+    values = ins["values"]
+    if values is not None:
+        if values.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{op}: values must be float32 or float64, got {values.dtype}")
+        if values.dim() != 1 or values.shape[0] != nnz:
+            raise ValueError(f"{op}: values must have shape ({nnz},), got {tuple(values.shape)}")
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            b = int(torch.nonzero(~finite)[0, 0])
+            raise ValueError(f"{op}: values must be finite; values[{b}] is {values[b].item()}")
+        values = values.contiguous()
+    if shape is None:
+        shape = (int(row.max()) + 1 if nnz else 0, int(col.max()) + 1 if nnz else 0)
+    n_rows, n_cols = int(shape[0]), int(shape[1])
+    if n_rows < 0 or n_cols < 0:
+        raise ValueError(f"{op}: shape must be non-negative, got {tuple(shape)}")
+    indptr = torch.empty(n_rows + 1, dtype=torch.int64, device=dev)
+    cols_out = torch.empty(nnz, dtype=col.dtype, device=dev)
+    vals_out = None if values is None else torch.empty(nnz, dtype=values.dtype, device=dev)
+    bad = torch.empty(1, dtype=torch.int64, device=dev)
+    keep, scratch = _sort_scratch(nnz, dev)
+    vcode = 0 if values is None else dtype_code(op, "values", values.dtype)
+    _mod().coo_to_csr(n_rows, n_cols, nnz, col.dtype == torch.int64, _ptr(row), _ptr(col), vcode,
+                      _ptr(values), _ptr(indptr), _ptr(cols_out), _ptr(vals_out), _ptr(bad),
+                      scratch, _stream(dev))
+    b = int(bad.item())  # UINT64_MAX reads as -1: no bad entry
+    if b != -1:
+        pos, is_row = b // 2, b % 2 == 0
+        name, arr, lim = ("row", row, n_rows) if is_row else ("col", col, n_cols)
+        raise ValueError(f"{op}: {name} must lie in [0, {lim}); {name}[{pos}] = "
+                         f"{int(arr[pos])}")
+    del keep
+    indptr_h = indptr.cpu().numpy()
+    cols_h = cols_out.cpu().numpy()
+    vals_h = None if vals_out is None else vals_out.cpu().numpy()
+    if sum_duplicates and nnz:
+        rows_h = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(indptr_h))
+        new = np.ones(nnz, dtype=bool)
+        new[1:] = (cols_h[1:] != cols_h[:-1]) | (rows_h[1:] != rows_h[:-1])
+        if not new.all():
+            uniq = np.bincount(rows_h[new], minlength=n_rows).astype(np.int64)
+            be = _backend.resolve(None, op)
+            indptr_h, cols_h, vals_h = be.csr_sum_duplicates(indptr_h, cols_h, vals_h, uniq)
+    return cls(indptr_h, cols_h, vals_h, (n_rows, n_cols), validate=False)
+
+
+def transpose(A, device):
+    """A.T's (indptr, indices, perm) computed on the device from A's device
+    copy (int32 indices); equal to the host ``A.T`` arrays."""
+    torch = _torch()
+    D = device_csr(A, device)
+    t_indptr = torch.empty(A.n_cols + 1, dtype=torch.int64, device=device)
+    t_indices = torch.empty(A.nnz, dtype=torch.int32, device=device)
+    perm = torch.empty(A.nnz, dtype=torch.int64, device=device)
+    keep, scratch = _sort_scratch(A.nnz, device)
+    _mod().csr_transpose(A.n_rows, A.n_cols, A.nnz, False, _ptr(D.indptr), _ptr(D.indices),
+                         _ptr(t_indptr), _ptr(t_indices), _ptr(perm), scratch, _stream(device))
+    del keep  # freed to torch's stream-ordered cache: safe for later work on this stream
+    return t_indptr, t_indices, perm
