@@ -237,6 +237,14 @@ class CSR:
         """PyG convention: ``edge_index[0]`` = source j, ``edge_index[1]`` = target i;
         the CSR row is the target, so ``spmm(A, X)`` equals PyG's ``propagate``."""
         op = "CSR.from_edge_index"
+        if is_tensor(edge_index) and edge_index.device.type == "cuda":
+            if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+                raise ValueError(f"{op}: edge_index must have shape (2, num_edges), got "
+                                 f"{tuple(edge_index.shape)}")
+            if num_nodes is None:
+                num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+            return cls.from_coo(edge_index[1], edge_index[0], edge_weight, (num_nodes, num_nodes),
+                                sum_duplicates=sum_duplicates)
         ei = _as_numpy(edge_index, "edge_index", op)
         if ei.ndim != 2 or ei.shape[0] != 2:
             raise ValueError(f"{op}: edge_index must have shape (2, num_edges), got {ei.shape}")
