@@ -34,10 +34,9 @@ import platform
 import statistics
 import sys
 
+import hopkit
 import numpy as np
 import torch
-
-import hopkit
 from hopkit.bench._common import report
 from hopkit.data.synthetic import synthetic
 
@@ -234,9 +233,9 @@ def bench_attention(gname, A, dev):
 def bench_topk(gname, R, dev, sgemm, bf16):
     k, F = 20, 64
     case = f"{gname} all-user top-{k} F={F} with exclusion"
-    U, I = R.shape
+    U, n_items = R.shape
     users = torch.randn(U, F, device=dev)
-    items = torch.randn(I, F, device=dev)
+    items = torch.randn(n_items, F, device=dev)
     indptr = torch.from_numpy(np.array(R.indptr)).to(dev)
     cols = torch.from_numpy(np.array(R.indices, dtype=np.int64)).to(dev)
     rows = torch.repeat_interleave(torch.arange(U, device=dev), indptr[1:] - indptr[:-1])
@@ -252,7 +251,7 @@ def bench_topk(gname, R, dev, sgemm, bf16):
             out[b0:b1] = torch.topk(S, k, dim=1).indices
         return out
 
-    flops = 2.0 * U * I * F
+    flops = 2.0 * U * n_items * F
     t_peer = cuda_time(peer, repeats=5)
     add("topk", case, "torch mm+mask+topk", t_peer, frac_sgemm=flops / (t_peer * 1e-3) / sgemm)
     try:
