@@ -11,6 +11,8 @@ namespace py = pybind11;
 
 void bind_cuda_csr(py::module_& m);
 void bind_cuda_spmm(py::module_& m);
+void bind_cuda_propagate(py::module_& m);
+void bind_cuda_attention(py::module_& m);
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "hopkit CUDA kernels";
@@ -25,4 +27,6 @@ PYBIND11_MODULE(_cuda, m) {
   });
   bind_cuda_csr(m);
   bind_cuda_spmm(m);
+  bind_cuda_propagate(m);
+  bind_cuda_attention(m);
 }

@@ -47,6 +47,18 @@ __device__ __forceinline__ A finalize(A acc, int32_t win, int reduce, int64_t de
   else return reduce == MEAN ? (deg > 0 ? acc / A(deg) : A(0)) : acc;
 }
 
+// y = ep_b * y + ep_a * X0[row, f0 .. f0 + VEC) (propagate's Horner step).
+template <class T, int VEC, class A>
+__device__ __forceinline__ void epilogue(const SpmmCall& c, int64_t row, int64_t f0,
+                                         A (&out)[VEC]) {
+  if (c.X0 == nullptr && c.ep_b == 1.0) return;
+  A x0[VEC];
+  if (c.X0) load_vec<T, VEC>(static_cast<const T*>(c.X0) + row * c.F + f0, x0);
+#pragma unroll
+  for (int q = 0; q < VEC; ++q)
+    out[q] = A(c.ep_b) * out[q] + (c.X0 ? A(c.ep_a) * x0[q] : A(0));
+}
+
 // Phase 1: one warp per (segment, feature tile); see the file comment.
 // EK: 0 no edge features (message COPY), 1 one scalar per edge, 2 a row per edge.
 template <class T, bool ARG, int VEC, int EK>
@@ -95,6 +107,7 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
         ee_l = c.eperm ? c.eperm[cb + lane] : cb + lane;
         if constexpr (EK == 1) w_l = to_acc(E[ee_l]);
       }
+#pragma unroll 4
       for (int k0 = 0; k0 < n; k0 += G) {
         const int k = k0 + g;  // < 32 always: k0 <= 32 - G
         const int32_t j = __shfl_sync(FULL_MASK, j_l, k);
@@ -155,6 +168,7 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
         A out[VEC];
 #pragma unroll
         for (int q = 0; q < VEC; ++q) out[q] = finalize<ARG>(acc[q], win[q], c.reduce, row_e - row_b);
+        if (!ARG) epilogue<T, VEC>(c, row, f0, out);
         store_vec<T, VEC>(Y + row * F + f0, out);
         if (ARG && arg) {
 #pragma unroll
@@ -193,7 +207,9 @@ __global__ void spmm_combine_kernel(SpmmCall c, T* __restrict__ Y, int64_t* __re
       else acc += ws_val[s * F + f];
     }
     const int64_t row_b = c.A.indptr[row], deg = c.A.indptr[row + 1] - row_b;
-    Y[row * F + f] = from_acc<T>(finalize<ARG>(acc, win, c.reduce, deg));
+    A out[1] = {finalize<ARG>(acc, win, c.reduce, deg)};
+    if (!ARG) epilogue<T, 1>(c, row, f, out);
+    Y[row * F + f] = from_acc<T>(out[0]);
     if (ARG && arg) arg[row * F + f] = win < 0 ? int64_t(-1) : row_b + win;
   }
 }
@@ -246,11 +262,14 @@ void check_call(const SpmmCall& c) {
     throw std::invalid_argument("hopkit._cuda.spmm: bad message/reduce code");
   if (c.message != COPY && c.e_width == 0)
     throw std::invalid_argument("hopkit._cuda.spmm: message needs edge features");
-  if (c.e_width != 0 && !c.E)
-    throw std::invalid_argument("hopkit._cuda.spmm: edge features pointer is null");
-  if (c.message != EDGE && !c.X) throw std::invalid_argument("hopkit._cuda.spmm: X is null");
   if (c.F < 0 || c.A.n_rows < 0 || c.A.nnz < 0)
     throw std::invalid_argument("hopkit._cuda.spmm: negative size");
+  // Empty arrays may have null data pointers; X and E are read only through edges.
+  if (c.A.nnz > 0 && c.F > 0) {
+    if (c.e_width != 0 && !c.E)
+      throw std::invalid_argument("hopkit._cuda.spmm: edge features pointer is null");
+    if (c.message != EDGE && !c.X) throw std::invalid_argument("hopkit._cuda.spmm: X is null");
+  }
 }
 
 }  // namespace
@@ -266,6 +285,7 @@ void spmm_forward(const SpmmCall& c, void* Y, int64_t* arg, void* ws_val, int32_
     throw std::invalid_argument("hopkit._cuda.spmm_forward: workspace missing");
   if (c.mask && (is_arg || !c.eperm))
     throw std::invalid_argument("hopkit._cuda.spmm_forward: mask needs sum/mean and eperm");
+  if (c.X0 && is_arg) throw std::invalid_argument("hopkit._cuda.spmm_forward: epilogue needs sum/mean");
   const int ek = c.e_width == 0 ? 0 : (c.e_width == 1 && c.F != 1 ? 1 : 2);
   cudaStream_t st = as_stream(stream);
   dispatch_dtype(c.dtype, [&](auto tag) {
@@ -273,7 +293,7 @@ void spmm_forward(const SpmmCall& c, void* Y, int64_t* arg, void* ws_val, int32_
     using A = typename AccOf<T>::type;
     constexpr int V = vec16<T>();
     const bool vec = c.F % V == 0 && aligned16(Y) && (c.message == EDGE || aligned16(c.X)) &&
-                     (ek != 2 || aligned16(c.E));
+                     (ek != 2 || aligned16(c.E)) && (!c.X0 || aligned16(c.X0));
     const int64_t nvec = vec ? c.F / V : c.F;
     int lpr_log2 = 5;
     int64_t tiles = (nvec + 31) / 32;
@@ -318,9 +338,6 @@ void spmm_edge_grad(const SpmmCall& c, const void* dY, const int64_t* arg, void*
   if (c.message < COPY || c.message > EDGE || c.reduce < SUM || c.reduce > MIN)
     throw std::invalid_argument("hopkit._cuda.spmm_edge_grad: bad message/reduce code");
   if (c.e_width == 0) throw std::invalid_argument("hopkit._cuda.spmm_edge_grad: no edge features");
-  if (c.message == MUL && !c.X) throw std::invalid_argument("hopkit._cuda.spmm_edge_grad: X is null");
-  if ((c.reduce == MAX || c.reduce == MIN) && !arg)
-    throw std::invalid_argument("hopkit._cuda.spmm_edge_grad: max/min need arg");
   if (c.A.nnz == 0 || c.F == 0) {
     // dE is empty, or F = 0 makes every per-edge sum 0.
     if (c.A.nnz > 0 && c.e_width == 1) {
@@ -330,6 +347,9 @@ void spmm_edge_grad(const SpmmCall& c, const void* dY, const int64_t* arg, void*
     }
     return;
   }
+  if (c.message == MUL && !c.X) throw std::invalid_argument("hopkit._cuda.spmm_edge_grad: X is null");
+  if ((c.reduce == MAX || c.reduce == MIN) && !arg)
+    throw std::invalid_argument("hopkit._cuda.spmm_edge_grad: max/min need arg");
   const int ek = c.e_width == 1 && c.F != 1 ? 1 : 2;
   cudaStream_t st = as_stream(stream);
   dispatch_dtype(c.dtype, [&](auto tag) {

@@ -23,6 +23,9 @@ hopkit::cuda::SpmmCall make_call(const std::vector<int64_t>& csr, const std::vec
   c.message = message;
   c.reduce = reduce;
   c.mask = dptr<const int64_t>(mask);
+  c.X0 = nullptr;
+  c.ep_a = 0.0;
+  c.ep_b = 1.0;
   return c;
 }
 

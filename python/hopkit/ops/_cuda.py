@@ -417,3 +417,57 @@ def transpose(A, device):
                          _ptr(t_indptr), _ptr(t_indices), _ptr(perm), scratch, _stream(device))
     del keep  # freed to torch's stream-ordered cache: safe for later work on this stream
     return t_indptr, t_indices, perm
+
+
+# ---------------------------------------------------------------- propagate
+def propagate(A, X, alpha, E, eperm, device):
+    """out = sum_l alpha[l] A^l X on the device: L hops queued on the current
+    stream (csrc/cuda/propagate.cu), no host synchronisation between them."""
+    torch = _torch()
+    D = device_csr(A, device)
+    F, dtype = X.shape[1], X.dtype
+    out = torch.empty((A.n_rows, F), dtype=dtype, device=device)
+    work = torch.empty((A.n_rows, F), dtype=dtype, device=device) if len(alpha) > 2 else None
+    n_ws = D.n_slots * F
+    ws = torch.empty(n_ws, dtype=_acc_dtype(dtype), device=device) if n_ws else None
+    _mod().propagate(D.desc, D.plan, dtype_code("propagate", "X", dtype), _ptr(X), F, _ptr(E),
+                     _ptr(eperm), [float(a) for a in alpha], _ptr(out), _ptr(work), _ptr(ws),
+                     _stream(device))
+    return out
+
+
+def propagate_transpose(A, E, from_values, device):
+    """(AT, E_T, eperm) on the device for the backward pass: the transpose's
+    own values when the weights are A.values, else E read through the perm."""
+    AT = A.T
+    if E is None:
+        return AT, None, None
+    if from_values:
+        return AT, device_csr(AT, device).values(E.dtype), None
+    return AT, E, device_csr(A, device).tperm()
+
+
+# ---------------------------------------------------------------- attention
+def attention_forward(A, Q, K, V, heads, dk, dv, score, scale, slope, device):
+    """(out [n_rows, heads * dv], lse [n_rows, heads]) on the device."""
+    torch = _torch()
+    D = device_csr(A, device)
+    out = torch.empty((A.n_rows, heads * dv), dtype=Q.dtype, device=device)
+    lse = torch.empty((A.n_rows, heads), dtype=Q.dtype, device=device)
+    _mod().attention_forward(D.desc, dtype_code("attention_aggregate", "Q", Q.dtype), _ptr(Q),
+                             _ptr(K), _ptr(V), heads, dk, dv, score, scale, slope, _ptr(out),
+                             _ptr(lse), _stream(device))
+    return out, lse
+
+
+def attention_backward(A, Q, K, V, heads, dk, dv, score, scale, slope, out, dout, lse, device):
+    """(dQ, dK, dV) on the device: pass 1 over A's rows, pass 2 over A.T's."""
+    torch = _torch()
+    D, DT = device_csr(A, device), device_csr(A.T, device)
+    delta = torch.empty((A.n_rows, heads), dtype=Q.dtype, device=device)
+    dQ, dK, dV = torch.empty_like(Q), torch.empty_like(K), torch.empty_like(V)
+    _mod().attention_backward(D.desc, DT.desc, dtype_code("attention_aggregate", "Q", Q.dtype),
+                              _ptr(Q), _ptr(K), _ptr(V), heads, dk, dv, score, scale, slope,
+                              _ptr(out), _ptr(dout), _ptr(lse), _ptr(delta), _ptr(dQ), _ptr(dK),
+                              _ptr(dV), _stream(device))
+    return dQ, dK, dV

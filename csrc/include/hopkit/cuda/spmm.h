@@ -49,6 +49,11 @@ struct SpmmCall {
   // Masked message (max/min backward on the transpose): edge e of row r
   // contributes to entry f only when mask[indices[e] * F + f] == eperm[e].
   const int64_t* mask;
+  // Epilogue for sum/mean (used by propagate): y = ep_b * reduced + ep_a * X0[row]
+  // (X0 [n_rows, F], read only when not null). spmm itself uses X0 = null, ep_b = 1.
+  const void* X0;
+  double ep_a;
+  double ep_b;
 };
 
 // Y [n_rows, F] (and arg [n_rows, F] for MAX/MIN when not null). ws_val
