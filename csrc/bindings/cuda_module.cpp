@@ -13,6 +13,7 @@ void bind_cuda_csr(py::module_& m);
 void bind_cuda_spmm(py::module_& m);
 void bind_cuda_propagate(py::module_& m);
 void bind_cuda_attention(py::module_& m);
+void bind_cuda_topk(py::module_& m);
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "hopkit CUDA kernels";
@@ -29,4 +30,5 @@ PYBIND11_MODULE(_cuda, m) {
   bind_cuda_spmm(m);
   bind_cuda_propagate(m);
   bind_cuda_attention(m);
+  bind_cuda_topk(m);
 }

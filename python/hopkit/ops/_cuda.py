@@ -471,3 +471,127 @@ def attention_backward(A, Q, K, V, heads, dk, dv, score, scale, slope, out, dout
                               _ptr(out), _ptr(dout), _ptr(lse), _ptr(delta), _ptr(dQ), _ptr(dK),
                               _ptr(dV), _stream(device))
     return dQ, dK, dV
+
+
+# ---------------------------------------------------------------- top-k
+_UPLOADS: dict = {}  # (id(host array), device) -> (host array, device tensor); small LRU
+
+
+def _upload_ids(a, device):
+    """An int64 device copy of a host id array, kept for repeated calls (the
+    exclusion CSR of a training matrix is reused by every evaluation batch)."""
+    if a is None:
+        return None
+    key = (id(a), str(device))
+    hit = _UPLOADS.get(key)
+    if hit is not None and hit[0] is a:
+        return hit[1]
+    t = _torch().from_numpy(np.array(a, dtype=np.int64, copy=True)).to(device)
+    if len(_UPLOADS) >= 8:
+        _UPLOADS.pop(next(iter(_UPLOADS)))
+    _UPLOADS[key] = (a, t)
+    return t
+
+
+def _score_tile(Qb, X, sdt):
+    """Qb @ X.T in sdt (float32 for float32/half inputs, float64 for float64),
+    exact float32 products (TF32 off), half inputs with float32 output."""
+    torch = _torch()
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        if Qb.dtype in (torch.float16, torch.bfloat16):
+            try:
+                return torch.mm(Qb, X.T, out_dtype=torch.float32)
+            except (TypeError, RuntimeError):
+                return torch.mm(Qb.float(), X.float().T)
+        return torch.mm(Qb, X.T)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+
+
+def topk(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, device):
+    """(scores [B, k] in Q's dtype, idx [B, k] int64) on the device.
+
+    Dense: queries in tiles of at most 2**26 scores; each tile is scored by
+    torch.mm (cuBLAS) and reduced by the select kernel (csrc/cuda/topk.cu:
+    exclusion, NaN/-inf dropped, ties to the smaller index). Candidates: one
+    SDDMM over the candidate CSR, then the same kernel over its rows. k > 256:
+    masked tiles and a stable descending sort (same order and padding).
+    """
+    torch = _torch()
+    B, N = Q.shape[0], X.shape[0]
+    scores = torch.full((B, k), float("-inf"), dtype=Q.dtype, device=device)
+    idx = torch.full((B, k), -1, dtype=torch.int64, device=device)
+    if not (k and B):
+        return scores, idx
+    sdt = torch.float64 if Q.dtype == torch.float64 else torch.float32
+    out_s = scores if sdt == Q.dtype else torch.full((B, k), float("-inf"), dtype=sdt,
+                                                     device=device)
+    ex = (_upload_ids(ex_indptr, device), _upload_ids(ex_indices, device),
+          _upload_ids(ex_rows, device))
+    cand = None
+    if c_indptr is not None:
+        from ..csr import CSR
+        from .spmm import MESSAGES, REDUCES
+
+        C = CSR(c_indptr, c_indices, shape=(B, N), validate=False)
+        Sc = spmm_edge_grad(C, X, Q.shape[1], None, 1, MESSAGES["mul"], REDUCES["sum"], None,
+                            Q, device).to(sdt)
+        cand = (_upload_ids(c_indptr, device), _upload_ids(c_indices, device), Sc)
+    if k > _mod().TOPK_MAX_K:
+        _topk_by_sort(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, cand,
+                      sdt, out_s, idx, device)
+    elif cand is not None:
+        _select(cand[2], B, N, k, 0, ex, cand, out_s, idx, device)
+    else:
+        bq = max(1, min(B, (1 << 26) // max(N, 1)))
+        for b0 in range(0, B, bq):
+            b1 = min(B, b0 + bq)
+            S = _score_tile(Q[b0:b1], X, sdt)
+            _select(S, b1 - b0, N, k, b0, ex, None, out_s[b0:b1], idx[b0:b1], device)
+    if out_s is not scores:
+        scores.copy_(out_s)
+    return scores, idx
+
+
+def _select(S, nq, N, k, q0, ex, cand, out_s, out_i, device):
+    torch = _torch()
+    _mod().topk_select(0 if S.dtype == torch.float32 else 1, _ptr(S), nq, N, k, q0, _ptr(ex[0]),
+                       _ptr(ex[1]), _ptr(ex[2]), _ptr(None if cand is None else cand[0]),
+                       _ptr(None if cand is None else cand[1]), _ptr(out_s), _ptr(out_i),
+                       _stream(device))
+
+
+def _topk_by_sort(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, cand, sdt,
+                  out_s, idx, device):
+    """Fallback for k > TOPK_MAX_K: masked score tiles, NaN -> -inf, stable
+    descending sort (equal scores keep the smaller index first), -inf -> -1."""
+    torch = _torch()
+    B, N = Q.shape[0], X.shape[0]
+    ninf = float("-inf")
+    bq = max(1, min(B, (1 << 26) // max(N, 1)))
+    for b0 in range(0, B, bq):
+        b1 = min(B, b0 + bq)
+        if cand is None:
+            S = _score_tile(Q[b0:b1], X, sdt)
+        else:
+            S = torch.full((b1 - b0, N), ninf, dtype=sdt, device=device)
+            lo, hi = int(c_indptr[b0]), int(c_indptr[b1])
+            r = np.repeat(np.arange(b1 - b0), np.diff(c_indptr[b0:b1 + 1]))
+            S[torch.from_numpy(r).to(device), cand[1][lo:hi]] = cand[2][lo:hi]
+        S = torch.nan_to_num(S, nan=ninf)
+        if ex_indptr is not None:
+            rows = np.arange(b0, b1) if ex_rows is None else np.asarray(ex_rows[b0:b1])
+            starts, ends = ex_indptr[rows], ex_indptr[rows + 1]
+            r = np.repeat(np.arange(b1 - b0), ends - starts)
+            cols = (np.concatenate([ex_indices[s:e] for s, e in zip(starts, ends, strict=True)])
+                    if len(r) else np.zeros(0, dtype=np.int64))
+            S[torch.from_numpy(r).to(device), torch.from_numpy(cols.astype(np.int64)).to(device)] \
+                = ninf
+        vals, order = torch.sort(S, dim=1, descending=True, stable=True)
+        m = min(k, N)
+        vals, order = vals[:, :m], order[:, :m]
+        order = torch.where(vals == ninf, torch.full_like(order, -1), order)
+        out_s[b0:b1, :m] = vals
+        idx[b0:b1, :m] = order
