@@ -24,6 +24,10 @@ def _as_numpy(x, name, op):
     return np.asarray(x)
 
 
+def _is_cupy(x) -> bool:
+    return type(x).__module__.split(".")[0] == "cupy"
+
+
 def _first_bad(mask) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -207,7 +211,8 @@ class CSR:
         values the pair becomes a single edge (the graph is a pattern).
         """
         op = "CSR.from_coo"
-        if any(is_tensor(x) and x.device.type == "cuda" for x in (row, col, values)):
+        if any((is_tensor(x) and x.device.type == "cuda") or _is_cupy(x)
+               for x in (row, col, values)):
             from .ops._cuda import csr_from_coo  # sorted on the device (csrc/cuda/csr.cu)
 
             return csr_from_coo(cls, row, col, values, shape, sum_duplicates)
