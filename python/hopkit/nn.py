@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .csr import CSR, as_csr, bipartite_adjacency  # noqa: F401
-from .ops import spmm
+from .ops import attention_aggregate, propagate, spmm  # noqa: F401
 
 
 def _graph(adj, num_nodes, normalize, cache):
@@ -57,3 +57,26 @@ class LGConv(torch.nn.Module):
         if not is_index and self.normalize and A.values is None:
             A = A.normalize("sym")
         return spmm(A, x, "sum", edge_weight)
+
+
+class LightGCNPropagation(torch.nn.Module):
+    """LightGCN's whole propagation, ``sum_l alpha_l A^l x`` over ``layers``
+    hops (``combine="mean"``: alpha_l = 1 / (layers + 1)), in one fused call
+    (``hopkit.propagate``) instead of a stack of ``LGConv`` layers.
+
+    ``adj`` is a PyG ``edge_index`` (symmetrically normalised once and cached
+    while the same tensor is passed, like ``LGConv``) or a hopkit.CSR (used as
+    given when ``normalize`` is False, e.g. one built with
+    ``bipartite_adjacency``; normalised when it has no values)."""
+
+    def __init__(self, layers=3, combine="mean", normalize=True):
+        super().__init__()
+        self.layers, self.combine, self.normalize = layers, combine, normalize
+        self._cache = {}
+
+    def forward(self, x, adj, edge_weight=None):
+        is_index = isinstance(adj, torch.Tensor) and adj.layout == torch.strided
+        A = _graph(adj, x.shape[0], self.normalize and is_index, self._cache)
+        if not is_index and self.normalize and A.values is None:
+            A = A.normalize("sym")
+        return propagate(A, x, self.layers, self.combine, edge_weight)
