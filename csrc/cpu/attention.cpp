@@ -12,6 +12,7 @@
 
 #include "hopkit/attention.h"
 #include "hopkit/common.h"
+#include "spmm_rows.h"
 
 namespace hopkit {
 namespace HOPKIT_ISA {
@@ -31,8 +32,9 @@ inline T dot(const T* u, const T* v, int64_t n) {
   for (; f + L <= n; f += L)
 #pragma omp simd
     for (int l = 0; l < L; ++l) lanes[l] += u[f + l] * v[f + l];
-  T s = 0;
-  for (int l = 0; l < L; ++l) s += lanes[l];
+  for (int w = L / 2; w >= 1; w /= 2)  // pairwise: a short dependency chain
+    for (int l = 0; l < w; ++l) lanes[l] += lanes[l + w];
+  T s = lanes[0];
   for (; f < n; ++f) s += u[f] * v[f];
   return s;
 }
@@ -73,8 +75,8 @@ void forward_impl(const AttentionArgs<T, I>& a, T* out, T* lse) {
         const int64_t j = a.A.indices[e];
         if (e + 4 < end) {
           const int64_t jn = a.A.indices[e + 4];
-          __builtin_prefetch(a.K + jn * Dk);
-          __builtin_prefetch(a.V + jn * Dv);
+          rows::prefetch_row(a.K + jn * Dk, Dk);
+          rows::prefetch_row(a.V + jn * Dv, Dv);
         }
         const T* k = a.K + j * Dk;
         const T* v = a.V + j * Dv;
@@ -125,6 +127,11 @@ void backward_impl(const AttentionArgs<T, I>& a, const CsrView<I>& AT, const T* 
       for (int64_t f = 0; f < Dk; ++f) dq[f] = T(0);
       for (int64_t e = b; e < end; ++e) {
         const int64_t j = a.A.indices[e];
+        if (e + 4 < end) {
+          const int64_t jn = a.A.indices[e + 4];
+          rows::prefetch_row(a.K + jn * Dk, Dk);
+          rows::prefetch_row(a.V + jn * Dv, Dv);
+        }
         const T* k = a.K + j * Dk;
         const T* v = a.V + j * Dv;
         for (int64_t h = 0; h < H; ++h) {
@@ -153,8 +160,8 @@ void backward_impl(const AttentionArgs<T, I>& a, const CsrView<I>& AT, const T* 
         const int64_t i = AT.indices[t];
         if (t + 4 < end) {
           const int64_t in = AT.indices[t + 4];
-          __builtin_prefetch(a.Q + in * Dk);
-          __builtin_prefetch(dout + in * Dv);
+          rows::prefetch_row(a.Q + in * Dk, Dk);
+          rows::prefetch_row(dout + in * Dv, Dv);
         }
         const T* q = a.Q + i * Dk;
         const T* go = dout + i * Dv;

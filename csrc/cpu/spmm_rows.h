@@ -41,6 +41,14 @@ struct SpmmStore {
   }
 };
 
+// Prefetches every cache line of n values at p (a gathered row: the hardware
+// prefetchers do not follow the random row order).
+template <class T>
+inline void prefetch_row(const T* p, int64_t n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int64_t b = 0; b < n * int64_t(sizeof(T)); b += 64) __builtin_prefetch(c + b);
+}
+
 template <int V>
 using IC = std::integral_constant<int, V>;
 
@@ -114,7 +122,7 @@ inline void forward_chunk(const SpmmArgs<T, I>& a, int64_t i, int64_t f0, int w,
     const T* x = nullptr;
     if constexpr (MSG != EDGE) {
       x = a.X + int64_t(a.A.indices[e]) * F + f0;
-      if (e + 8 < end) __builtin_prefetch(a.X + int64_t(a.A.indices[e + 8]) * F + f0);
+      if (e + 8 < end) prefetch_row(a.X + int64_t(a.A.indices[e + 8]) * F + f0, n);
     }
     const T es = EK == 1 ? a.E[ee] : T(0);
     const T* ev = EK == 2 ? a.E + ee * F + f0 : nullptr;
