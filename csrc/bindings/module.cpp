@@ -8,6 +8,8 @@ namespace py = pybind11;
 
 void bind_csr(py::module_& m);
 void bind_spmm(py::module_& m);
+void bind_propagate(py::module_& m);
+void bind_attention(py::module_& m);
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "hopkit native CPU kernels";
@@ -30,4 +32,6 @@ PYBIND11_MODULE(_native, m) {
   });
   bind_csr(m);
   bind_spmm(m);
+  bind_propagate(m);
+  bind_attention(m);
 }

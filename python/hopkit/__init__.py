@@ -3,10 +3,12 @@ retrieval for GNN recommenders. See README.md and docs/."""
 
 from ._config import __version__, config, get_num_threads, set_num_threads, show_config
 from .csr import CSR, as_csr, bipartite_adjacency
-from .ops import sddmm, spmm
+from .ops import attention_aggregate, propagate, sddmm, spmm  # noqa: I001
 
 __all__ = [
     "CSR",
+    "attention_aggregate",
+    "propagate",
     "__version__",
     "as_csr",
     "bipartite_adjacency",

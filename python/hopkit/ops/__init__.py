@@ -9,3 +9,8 @@ out on the same device, differentiable through ``hopkit.autograd.<op>``.
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
 
 __all__ = ["EDGE", "MESSAGES", "REDUCES", "sddmm", "spmm"]
+
+from .attention import attention_aggregate  # noqa: E402
+from .propagate import propagate  # noqa: E402
+
+__all__ += ["attention_aggregate", "propagate"]
