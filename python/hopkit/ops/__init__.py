@@ -7,5 +7,6 @@ out on the same device, differentiable through ``hopkit.autograd.<op>``.
 """
 
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
+from .topk import ItemIndex, topk
 
-__all__ = ["EDGE", "MESSAGES", "REDUCES", "sddmm", "spmm"]
+__all__ = ["EDGE", "MESSAGES", "REDUCES", "ItemIndex", "sddmm", "spmm", "topk"]
