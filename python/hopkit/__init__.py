@@ -3,8 +3,7 @@ retrieval for GNN recommenders. See README.md and docs/."""
 
 from ._config import __version__, config, get_num_threads, set_num_threads, show_config
 from .csr import CSR, as_csr, bipartite_adjacency
-from .ops import sddmm, spmm
-from .ops import ItemIndex, topk
+from .ops import ItemIndex, evaluate, sddmm, spmm, topk
 
 __all__ = [
     "CSR",
@@ -13,6 +12,7 @@ __all__ = [
     "as_csr",
     "bipartite_adjacency",
     "config",
+    "evaluate",
     "get_num_threads",
     "sddmm",
     "set_num_threads",

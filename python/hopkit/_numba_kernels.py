@@ -133,7 +133,7 @@ def spmm_arg_grad_x(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm, me
 
 @njit(parallel=True, cache=True)
 def _topk(Q, X, k, has_ex, ex_indptr, ex_indices, has_map, ex_rows, has_cand, cand_indptr,
-          cand_indices, S, I):
+          cand_indices, S, Idx):
     B, d = Q.shape
     N = X.shape[0]
     for b in prange(B):
@@ -171,10 +171,10 @@ def _topk(Q, X, k, has_ex, ex_indptr, ex_indices, has_map, ex_rows, has_cand, ca
             p = min(cnt, k - 1)
             while p > 0 and S[b, p - 1] < s:
                 S[b, p] = S[b, p - 1]
-                I[b, p] = I[b, p - 1]
+                Idx[b, p] = Idx[b, p - 1]
                 p -= 1
             S[b, p] = s
-            I[b, p] = j
+            Idx[b, p] = j
             if cnt < k:
                 cnt += 1
 

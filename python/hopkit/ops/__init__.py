@@ -6,7 +6,8 @@ allocation and backend choice: NumPy in gives NumPy out; torch in gives torch
 out on the same device, differentiable through ``hopkit.autograd.<op>``.
 """
 
+from .evaluate import evaluate
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
 from .topk import ItemIndex, topk
 
-__all__ = ["EDGE", "MESSAGES", "REDUCES", "ItemIndex", "sddmm", "spmm", "topk"]
+__all__ = ["EDGE", "MESSAGES", "REDUCES", "ItemIndex", "evaluate", "sddmm", "spmm", "topk"]
