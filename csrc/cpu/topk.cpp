@@ -163,40 +163,109 @@ inline bool before(const Entry<T>& a, const Entry<T>& b) {
   return a.s > b.s || (a.s == b.s && a.i < b.i);
 }
 
-// Running top-k of nq queries: a buffer of `cap` entries per query; only
-// scores above the query's threshold enter; a full buffer keeps its k best
-// and the threshold becomes the k-th score. Items reach a list in increasing
-// order, so an item tying the threshold loses to the k-th (smaller index).
+// b[0, w) = the elements of a[0, n) satisfying keep, in order; returns w.
+template <class T, class Keep>
+inline int64_t compact_if(const T* a, int64_t n, T* b, Keep&& keep) {
+  int64_t w = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    b[w] = a[i];
+    w += keep(a[i]);
+  }
+  return w;
+}
+
+// Value of the (kth+1)-th largest of a[0, n) (no NaN): a quickselect whose
+// partition passes are branchless (count, then compact one side into b);
+// a and b are scratch, both of length n.
+template <class T>
+T kth_largest(T* a, T* b, int64_t n, int64_t kth) {
+  while (n > 24) {
+    T x = a[0], y = a[n / 2], z = a[n - 1];
+    const T p = std::max(std::min(x, y), std::min(std::max(x, y), z));  // median of 3
+    int32_t gt = 0, eq = 0;  // 32-bit counts: the loop vectorises
+#pragma omp simd reduction(+ : gt, eq)
+    for (int64_t i = 0; i < n; ++i) {
+      gt += a[i] > p ? 1 : 0;
+      eq += a[i] == p ? 1 : 0;
+    }
+    if (kth < gt) {
+      n = compact_if(a, n, b, [p](T v) { return v > p; });
+    } else if (kth < gt + eq) {
+      return p;
+    } else {
+      n = compact_if(a, n, b, [p](T v) { return v < p; });
+      kth -= gt + eq;
+    }
+    std::swap(a, b);
+  }
+  std::nth_element(a, a + kth, a + n, [](T u, T v) { return u > v; });
+  return a[kth];
+}
+
+// Running top-k of nq queries: a buffer of `cap` (score, item) per query in
+// arrival order; only scores above the query's threshold enter. A full buffer
+// is cut to its k best: t = k-th largest score, then a stable branchless pass
+// keeps every score > t and the earliest entries equal to t; the threshold
+// becomes t. Items reach a list in increasing order, so the buffer is sorted by
+// item and an item tying the threshold loses to the kept ones (smaller index).
 template <class T>
 struct Lists {
   int64_t k, cap;
-  std::vector<Entry<T>> buf;
-  std::vector<int64_t> cnt;
+  std::vector<T> sc, tmp;
+  std::vector<int64_t> ix, cnt;
   std::vector<T> thr;
 
   Lists(int64_t nq, int64_t k_, int64_t n_items) : k(k_) {
-    cap = std::max<int64_t>(1, std::min<int64_t>(2 * k + 32, n_items));
-    buf.resize(size_t(nq * cap));
+    // A small slack keeps the threshold close to the running k-th score (fewer
+    // lanes pass it) at the price of more frequent, cheap cuts.
+    cap = std::max<int64_t>(1, std::min<int64_t>(k + std::max<int64_t>(k / 2, 16), n_items));
+    sc.resize(size_t(nq * cap));
+    ix.resize(size_t(nq * cap));
+    tmp.resize(size_t(2 * cap));
     cnt.assign(size_t(nq), 0);
     thr.assign(size_t(nq), -std::numeric_limits<T>::infinity());
   }
   void push(int64_t q, T s, int64_t i) {
-    Entry<T>* b = buf.data() + q * cap;
-    b[cnt[q]++] = {s, i};
-    if (cnt[q] == cap && cap > k) {
-      std::nth_element(b, b + (k - 1), b + cap, before<T>);
-      cnt[q] = k;
-      thr[q] = b[k - 1].s;
+    const int64_t c = cnt[q]++;
+    sc[size_t(q * cap + c)] = s;
+    ix[size_t(q * cap + c)] = i;
+    if (c + 1 == cap && cap > k) cut(q);
+  }
+  __attribute__((noinline)) void cut(int64_t q) {
+    T* s = sc.data() + q * cap;
+    int64_t* id = ix.data() + q * cap;
+    const int64_t n = cnt[q];
+    std::copy(s, s + n, tmp.data());
+    const T t = kth_largest(tmp.data(), tmp.data() + cap, n, k - 1);
+    int32_t n_gt = 0;
+#pragma omp simd reduction(+ : n_gt)
+    for (int64_t r = 0; r < n; ++r) n_gt += s[r] > t ? 1 : 0;
+    int64_t need_eq = k - n_gt;
+    int64_t w = 0;
+    for (int64_t r = 0; r < n; ++r) {
+      const bool eq = s[r] == t;
+      const bool keep = (s[r] > t) | (eq & (need_eq > 0));
+      need_eq -= eq & keep;
+      s[w] = s[r];
+      id[w] = id[r];
+      w += keep;
     }
+    cnt[q] = w;  // == k
+    thr[q] = t;
   }
   // Writes the sorted list of query q to out_s/out_i[0, width), padded.
-  void finish(int64_t q, T* out_s, int64_t* out_i, int64_t width) {
-    Entry<T>* b = buf.data() + q * cap;
-    const int64_t n = std::min(cnt[q], width);
-    std::partial_sort(b, b + n, b + cnt[q], before<T>);
+  void finish(int64_t q, T* out_s, int64_t* out_i, int64_t width,
+              std::vector<Entry<T>>& scratch) {
+    const T* s = sc.data() + q * cap;
+    const int64_t* id = ix.data() + q * cap;
+    const int64_t c = cnt[q];
+    scratch.resize(size_t(c));
+    for (int64_t r = 0; r < c; ++r) scratch[size_t(r)] = {s[r], id[r]};
+    const int64_t n = std::min(c, width);
+    std::partial_sort(scratch.begin(), scratch.begin() + n, scratch.end(), before<T>);
     for (int64_t r = 0; r < n; ++r) {
-      out_s[r] = b[r].s;
-      out_i[r] = b[r].i;
+      out_s[r] = scratch[size_t(r)].s;
+      out_i[r] = scratch[size_t(r)].i;
     }
     for (int64_t r = n; r < width; ++r) {
       out_s[r] = -std::numeric_limits<T>::infinity();
@@ -308,7 +377,9 @@ void dense_task(const TopkArgs<T, I>& a, int64_t q0, int64_t q1, int64_t j0, int
       });
     }
   }
-  for (int64_t q = 0; q < nq; ++q) lists.finish(q, out_s + q * width, out_i + q * width, width);
+  std::vector<Entry<T>> scratch;
+  for (int64_t q = 0; q < nq; ++q)
+    lists.finish(q, out_s + q * width, out_i + q * width, width, scratch);
 }
 
 // ------------------------------------------------------------------ candidate path
@@ -319,6 +390,7 @@ void candidate_rows(const TopkArgs<T, I>& a, int64_t r0, int64_t r1, T* scores, 
   constexpr int NR = kNR<T>, NV = kNV<T>;
   const int64_t d = a.d;
   std::vector<T> panel(size_t(std::max<int64_t>(1, d * NR)));
+  std::vector<Entry<T>> scratch;
   alignas(64) T s[NR];
   for (int64_t q = r0; q < r1; ++q) {
     const int64_t cb = a.cand_indptr[q], ce = a.cand_indptr[q + 1];
@@ -343,7 +415,7 @@ void candidate_rows(const TopkArgs<T, I>& a, int64_t r0, int64_t r1, T* scores, 
         offer(lists, 0, ex, s, bits, [&](int l) { return int64_t(ids[c0 + l]); });
       }
     }
-    lists.finish(0, scores + q * a.k, idx + q * a.k, a.k);
+    lists.finish(0, scores + q * a.k, idx + q * a.k, a.k, scratch);
   }
 }
 
