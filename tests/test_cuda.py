@@ -259,3 +259,79 @@ def test_transpose_on_device_matches_cpu(cuda, rng):
     np.testing.assert_array_equal(t_indptr.cpu().numpy(), A.T.indptr)
     np.testing.assert_array_equal(t_indices.cpu().numpy(), A.T.indices)
     np.testing.assert_array_equal(perm.cpu().numpy(), A.T.perm)
+
+
+# ---------------------------------------------------------------- propagate / attention / topk
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layers", [0, 1, 2, 3])
+def test_propagate_matches_cpu(cuda, rng, dtype, layers):
+    R = power_law_graph(60, 50, 900, rng, values=np.float64)
+    A = hopkit.bipartite_adjacency(R, dtype=np.float64)
+    tdt = DTYPES[dtype]
+    X = torch.randn(A.n_cols, 24, dtype=torch.float64).to(tdt)
+    Aw = hopkit.CSR(A.indptr, A.indices, torch.from_numpy(A.values).to(tdt).double().numpy(),
+                    A.shape)
+    want = hopkit.propagate(Aw, X.double().numpy(), layers, backend="numpy")
+    got = hopkit.propagate(A, X.to(cuda), layers)
+    assert got.dtype == tdt and got.device == cuda
+    t = TOL[tdt] * (1 if tdt in (torch.float32, torch.float64) else 4)  # rounded per hop
+    np.testing.assert_allclose(got.double().cpu().numpy(), want, rtol=t,
+                               atol=t * max(1.0, np.abs(want).max()))
+
+
+def test_propagate_gradcheck_on_gpu(cuda, rng):
+    A = hopkit.bipartite_adjacency(power_law_graph(20, 15, 200, rng), dtype=np.float64)
+    X = torch.randn(A.n_cols, 3, dtype=torch.float64, device=cuda, requires_grad=True)
+    w = torch.rand(A.nnz, dtype=torch.float64, device=cuda)
+    for combine in ("mean", "sum", [0.5, 0.0, 2.0, 1.0]):
+        torch.autograd.gradcheck(lambda x: hopkit.propagate(A, x, 3, combine), (X,))  # noqa: B023
+        torch.autograd.gradcheck(lambda x: hopkit.propagate(A, x, 3, combine, w),  # noqa: B023
+                                 (X,))
+
+
+@pytest.mark.parametrize("score", ["dot", "gat"])
+@pytest.mark.parametrize("heads", [1, 3])
+def test_attention_matches_cpu_and_gradcheck(cuda, rng, score, heads):
+    A = power_law_graph(40, 30, 500, rng, empty=(2, 39))
+    dk = 1 if score == "gat" else 5
+    Q = rng.standard_normal((40, heads * dk))
+    K = rng.standard_normal((30, heads * dk))
+    V = rng.standard_normal((30, heads * 7))
+    want = hopkit.attention_aggregate(A, Q, K, V, heads, score, backend="numpy")
+    ts = [torch.from_numpy(a).to(cuda).requires_grad_() for a in (Q, K, V)]
+    got = hopkit.attention_aggregate(A, *ts, heads, score)
+    np.testing.assert_allclose(got.detach().cpu().numpy(), want, rtol=1e-11, atol=1e-11)
+    torch.autograd.gradcheck(lambda q, k, v: hopkit.attention_aggregate(A, q, k, v, heads, score),
+                             ts)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [0, 1, 20, 300])
+def test_topk_identical_to_cpu(cuda, rng, dtype, k):
+    # integer-valued embeddings: exact scores with many ties (ties -> smaller index)
+    U = rng.integers(-2, 3, (70, 6)).astype(np.float64)
+    It = rng.integers(-2, 3, (400, 6)).astype(np.float64)
+    train = power_law_graph(70, 400, 3000, rng, empty=(5,))
+    Ut, Itt = torch.from_numpy(U).to(cuda, dtype), torch.from_numpy(It).to(cuda, dtype)
+    for kw in ({}, {"exclude": train}, {"candidates": train}):
+        s_cpu, i_cpu = hopkit.topk(U.astype(np.float32) if dtype == torch.float32 else U,
+                                   It.astype(np.float32) if dtype == torch.float32 else It, k,
+                                   **kw)
+        s_gpu, i_gpu = hopkit.topk(Ut, Itt, k, **kw)
+        assert s_gpu.device == cuda and i_gpu.dtype == torch.int64 and s_gpu.dtype == dtype
+        np.testing.assert_array_equal(i_gpu.cpu().numpy(), i_cpu)
+        np.testing.assert_array_equal(s_gpu.cpu().numpy(), s_cpu)
+
+
+def test_topk_nan_and_exclusion_rows(cuda, rng):
+    U = torch.randn(5, 4, device=cuda)
+    It = torch.randn(50, 4, device=cuda)
+    It[7] = float("nan")
+    train = power_law_graph(3, 50, 60, rng)
+    rows = np.array([2, 0, 1, 2, 0])
+    s, i = hopkit.topk(U, It, 60, exclude=train, exclude_rows=rows)
+    s_c, i_c = hopkit.topk(U.cpu().numpy(), It.cpu().numpy(), 60, exclude=train,
+                           exclude_rows=rows)
+    np.testing.assert_array_equal(i.cpu().numpy(), i_c)
+    assert (i.cpu().numpy() != 7).all()
+    assert ((i == -1) == torch.isneginf(s)).all()

@@ -6,9 +6,11 @@ allocation and backend choice: NumPy in gives NumPy out; torch in gives torch
 out on the same device, differentiable through ``hopkit.autograd.<op>``.
 """
 
+from .evaluate import evaluate
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
+from .topk import ItemIndex, topk
 
-__all__ = ["EDGE", "MESSAGES", "REDUCES", "sddmm", "spmm"]
+__all__ = ["EDGE", "MESSAGES", "REDUCES", "ItemIndex", "evaluate", "sddmm", "spmm", "topk"]
 
 from .attention import attention_aggregate  # noqa: E402
 from .propagate import propagate  # noqa: E402
