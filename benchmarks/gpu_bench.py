@@ -215,7 +215,7 @@ def bench_propagate(gname, A, dev):
         add("propagate", case, "PyG LGConv x3", cuda_time(pyg, repeats=10))
     else:
         na("propagate", case, "PyG LGConv x3", "torch_geometric not installed")
-    add("propagate", case, "hopkit", cuda_time(hop, repeats=10), impl=impl)
+    add("propagate", case, "hopkit", cuda_time(hop, repeats=10), via=impl)
 
 
 # ---------------------------------------------------------------- attention
