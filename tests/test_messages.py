@@ -87,6 +87,7 @@ def _torch_gn(block, A, x, e, u, torch):
     return x2, e2, u2
 
 
+@pytest.mark.filterwarnings("ignore:index_reduce")
 @pytest.mark.parametrize("message", ["add", "mul", "edge"])
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max"])
 def test_graph_network_block(rng, message, reduce):

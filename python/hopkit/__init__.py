@@ -3,19 +3,19 @@ retrieval for GNN recommenders. See README.md and docs/."""
 
 from ._config import __version__, config, get_num_threads, set_num_threads, show_config
 from .csr import CSR, as_csr, bipartite_adjacency
-from .ops import ItemIndex, attention_aggregate, evaluate, propagate, sddmm, spmm, topk  # noqa: I001
+from .ops import ItemIndex, attention_aggregate, evaluate, propagate, sddmm, spmm, topk
 
 __all__ = [
     "CSR",
     "ItemIndex",
-    "attention_aggregate",
-    "propagate",
     "__version__",
     "as_csr",
+    "attention_aggregate",
     "bipartite_adjacency",
     "config",
     "evaluate",
     "get_num_threads",
+    "propagate",
     "sddmm",
     "set_num_threads",
     "show_config",

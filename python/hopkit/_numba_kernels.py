@@ -273,7 +273,6 @@ def attention_backward(indptr, indices, t_indptr, t_indices, n_rows, n_cols, Q, 
     _att_backward(indptr, indices, t_indptr, t_indices, Q, K, V, heads, dk, dv, score,
                   out.dtype.type(scale), out.dtype.type(slope), out, dout, lse, delta, dQ, dK,
                   dV)
-
 @njit(parallel=True, cache=True)
 def _topk(Q, X, k, has_ex, ex_indptr, ex_indices, has_map, ex_rows, has_cand, cand_indptr,
           cand_indices, S, Idx):

@@ -241,7 +241,6 @@ def attention_backward(indptr, indices, t_indptr, t_indices, n_rows, n_cols, Q, 
     dQ[...] = gQ.reshape(dQ.shape)
     dK[...] = gK.reshape(dK.shape)
     dV[...] = gV.reshape(dV.shape)
-
 def topk_prepare(items):
     return items
 
