@@ -580,7 +580,7 @@ def _topk_by_sort(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, 
             lo, hi = int(c_indptr[b0]), int(c_indptr[b1])
             r = np.repeat(np.arange(b1 - b0), np.diff(c_indptr[b0:b1 + 1]))
             S[torch.from_numpy(r).to(device), cand[1][lo:hi]] = cand[2][lo:hi]
-        S = torch.nan_to_num(S, nan=ninf)
+        S = torch.where(torch.isnan(S), ninf, S)  # (nan_to_num would also clip -inf)
         if ex_indptr is not None:
             rows = np.arange(b0, b1) if ex_rows is None else np.asarray(ex_rows[b0:b1])
             starts, ends = ex_indptr[rows], ex_indptr[rows + 1]
