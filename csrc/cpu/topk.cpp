@@ -7,9 +7,10 @@
 // (MR x NR scores in registers, one FMA chain per score over f = 0..d-1, so a
 // score does not depend on the blocking). The tile is compared with each
 // query's current threshold in registers; only lanes that beat it leave the
-// registers, are checked against the query's exclusion row (a pointer walks
-// the sorted row as the items advance) and enter the query's buffer. A full
-// buffer is cut back to the k best (nth_element), which raises the threshold.
+// registers (AVX-512: compressed straight into the query's buffer). A full
+// buffer first drops its new entries that are in the query's exclusion row (a
+// pointer walks the sorted row as the items advance), then is cut back to the
+// k best (branchless quickselect), which raises the threshold.
 // Tasks: query chunks in parallel; when B is small, also item chunks, whose
 // partial lists are merged per query. Order everywhere is (score desc, item
 // asc), so the result does not depend on the schedule.
