@@ -318,3 +318,24 @@ def test_evaluate_torch_and_errors(rng):
         hopkit.evaluate(U, V, train, test, users=[3, 20])
     empty = hopkit.CSR(np.zeros(21, np.int64), np.zeros(0, np.int64), None, (20, 50))
     assert np.isnan(hopkit.evaluate(U, V, train, empty)["recall@20"])
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_topk_scipy_inputs_and_mixed_index_dtypes(rng, backend):
+    Q, X = int_data(rng, 12, 90, 6, np.float64)
+    E = sp.random(12, 90, density=0.2, random_state=3, format="csr")          # scipy, int32
+    C = random_csr(rng, 12, 90, 0.5, np.int64)                               # int64 ids
+    s, i = hopkit.topk(Q, X, 10, exclude=E, candidates=C, backend=backend)
+    rs, ri = brute(Q, X, 10, E, None, C.to_scipy())
+    np.testing.assert_array_equal(i, ri)
+    np.testing.assert_array_equal(s, rs)
+
+
+def test_evaluate_accepts_item_index(rng):
+    U, V = int_data(rng, 30, 80, 5, np.float32)
+    train, test = split_interactions(rng, 30, 80, 0.15)
+    a = hopkit.evaluate(U, V, train, test, ks=(5, 10))
+    b = hopkit.evaluate(U, hopkit.ItemIndex(V), train, test, ks=(5, 10))
+    assert a == b and set(a) == {f"{m}@{k}" for m in
+                                 ("recall", "ndcg", "precision", "hit_rate", "map")
+                                 for k in (5, 10)}

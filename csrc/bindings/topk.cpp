@@ -1,5 +1,7 @@
 #include "hopkit/topk.h"
 
+#include <algorithm>
+
 #include "common.h"
 
 using namespace hopkit_bind;
@@ -78,8 +80,24 @@ void bind_topk(py::module_& m) {
           a.cand_indices = ptr<I>(cand_indices, "candidates indices");
           T* s = ptr<T>(scores, "scores");
           int64_t* ix = ptr<int64_t>(idx, "idx");
-          py::gil_scoped_release release;
-          hopkit::topk<T, I>(a, s, ix);
+          // Blocks of >= 4096 queries (~2^33 flops), Ctrl-C polled between them.
+          // Offsetting indptr pointers keeps their absolute positions valid.
+          const double per_query = 2.0 * double(std::max<int64_t>(n_items, 1)) *
+                                   double(std::max<int64_t>(d, 1));
+          const int64_t block = std::max<int64_t>(4096, int64_t(8.6e9 / per_query));
+          for (int64_t b0 = 0; b0 < B; b0 += block) {
+            hopkit::TopkArgs<T, I> c = a;
+            c.B = std::min(block, B - b0);
+            c.queries = a.queries + b0 * d;
+            if (a.ex_indptr && !a.ex_rows) c.ex_indptr = a.ex_indptr + b0;
+            if (a.ex_rows) c.ex_rows = a.ex_rows + b0;
+            if (a.cand_indptr) c.cand_indptr = a.cand_indptr + b0;
+            {
+              py::gil_scoped_release release;
+              hopkit::topk<T, I>(c, s + b0 * k, ix + b0 * k);
+            }
+            if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+          }
         });
       },
       "Top-k inner products with exclusion / candidates (see csrc/include/hopkit/topk.h)");
