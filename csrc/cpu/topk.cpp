@@ -142,6 +142,26 @@ inline __attribute__((always_inline)) void score_tile(const T* __restrict q,
   }
 }
 
+// Selection only: the M x NR tile of given scores at s (row stride ld), lanes
+// past n filled with -inf (never selected).
+template <int M, class T>
+inline __attribute__((always_inline)) void load_tile(const T* __restrict s, int64_t ld, int n,
+                                                     typename Simd<T>::V (&acc)[M][kNV<T>]) {
+  using S = Simd<T>;
+  constexpr int NR = kNR<T>;
+  alignas(64) T pad[NR];
+#pragma GCC unroll 16
+  for (int m = 0; m < M; ++m) {
+    const T* row = s + m * ld;
+    if (n < NR) {
+      for (int l = 0; l < NR; ++l) pad[l] = l < n ? row[l] : -std::numeric_limits<T>::infinity();
+      row = pad;
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < kNV<T>; ++v) acc[m][v] = S::load(row + v * S::L);
+  }
+}
+
 // Lanes of one tile row whose score beats t (NaN never does).
 template <class T>
 inline __attribute__((always_inline)) uint64_t above(const typename Simd<T>::V (&row)[kNV<T>], T t) {
@@ -426,8 +446,11 @@ void dense_task(const TopkArgs<T, I>& a, int64_t q0, int64_t q1, int64_t j0, int
         constexpr int M = decltype(Mc)::value;
         for (int64_t jp = jb; jp < je; jp += NR) {
           V acc[M][NV];
-          score_tile<M, MR, T>(qp, a.packed + (jp / NR) * d * NR, d, acc);
           const int64_t nvalid = std::min<int64_t>(NR, je - jp);
+          if (a.scored)
+            load_tile<M>(a.scored + (q0 + p * MR) * a.N + jp, a.N, int(nvalid), acc);
+          else
+            score_tile<M, MR, T>(qp, a.packed + (jp / NR) * d * NR, d, acc);
           const uint64_t valid = nvalid >= 64 ? ~uint64_t(0) : (uint64_t(1) << nvalid) - 1;
           // Compare in registers; append the lanes above threshold (no call while
           // the accumulators are live), then cut the buffers that are full.

@@ -3,7 +3,7 @@ retrieval for GNN recommenders. See README.md and docs/."""
 
 from ._config import __version__, config, get_num_threads, set_num_threads, show_config
 from .csr import CSR, as_csr, bipartite_adjacency
-from .ops import ItemIndex, attention_aggregate, evaluate, propagate, sddmm, spmm, topk
+from .ops import ItemIndex, attention_aggregate, evaluate, propagate, sddmm, spmm, topk, topk_scores
 
 __all__ = [
     "CSR",
@@ -21,4 +21,5 @@ __all__ = [
     "show_config",
     "spmm",
     "topk",
+    "topk_scores",
 ]

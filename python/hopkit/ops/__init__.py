@@ -10,7 +10,7 @@ from .attention import attention_aggregate
 from .evaluate import evaluate
 from .propagate import propagate
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
-from .topk import ItemIndex, topk
+from .topk import ItemIndex, topk, topk_scores
 
 __all__ = ["EDGE", "MESSAGES", "REDUCES", "ItemIndex", "attention_aggregate", "evaluate",
-           "propagate", "sddmm", "spmm", "topk"]
+           "propagate", "sddmm", "spmm", "topk", "topk_scores"]

@@ -252,3 +252,34 @@ def _topk_cuda(op, queries, items, k, exclude, exclude_rows, candidates, dev):
     ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
     c_indptr, c_indices = _candidates(op, candidates, B, N)
     return _cuda.topk(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, dev)
+
+
+def topk_scores(scores, k, exclude=None, exclude_rows=None, *, backend=None):
+    """The k largest of given scores per row, with exclusion: the selection of
+    :func:`topk` for models whose scores are not one inner product (e.g. the
+    GF-CF graph filter scores a block of users against all items).
+
+    scores : [B, N] float32/float64, NumPy array or CPU torch tensor.
+    k, exclude, exclude_rows : as in :func:`topk` (item j is column j).
+
+    Returns ``(scores, idx)`` [B, k], sorted descending, ties to the smaller
+    item index, padded with -inf / -1; NaN and -inf never enter. Runs the
+    native blocked select (threshold-pruned buffers, exclusion walk) in
+    parallel over rows and, for few rows, over item ranges.
+    """
+    op = "topk_scores"
+    _check_device(op, scores=scores)
+    S = _dense(op, "scores", scores)
+    B, N = S.shape
+    k = _check_k(op, k)
+    ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
+    be = _backend.resolve(backend, op)
+    out_s = np.full((B, k), -np.inf, dtype=S.dtype)
+    idx = np.full((B, k), -1, dtype=np.int64)
+    if k and B and N:
+        be.topk_select(S, k, ex_indptr, ex_indices, ex_rows, out_s, idx)
+    if is_tensor(scores):
+        import torch
+
+        return torch.from_numpy(out_s), torch.from_numpy(idx)
+    return out_s, idx
