@@ -74,6 +74,11 @@ def test_large_logits_are_stable_and_edge_cases(rng, backend):
     Y = hopkit.attention_aggregate(A, Q, K, V, 2, backend=backend)
     assert np.isfinite(Y).all()
     np.testing.assert_allclose(Y, dense_attention(A, Q, K, V, 2), rtol=1e-9, atol=1e-9)
+    Q32, K32, V32 = (t.astype(np.float32) for t in (Q, K, V))
+    Y = hopkit.attention_aggregate(A, Q32, K32, V32, 2, backend=backend)
+    np.testing.assert_allclose(Y, dense_attention(A, *(t.astype(np.float64) for t in
+                                                       (Q32, K32, V32)), 2), rtol=1e-4,
+                               atol=1e-4)
     A0 = hopkit.CSR([0], [], shape=(0, 0))
     z = np.ones((0, 4))
     assert hopkit.attention_aggregate(A0, z, z, z, backend=backend).shape == (0, 4)
