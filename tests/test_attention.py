@@ -145,6 +145,17 @@ def test_matches_plain_torch_forward_and_backward(rng):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
+def test_inplace_change_before_backward_is_detected(rng):
+    torch = pytest.importorskip("torch")
+    A = graph(rng)
+    Q = torch.randn(40, 4, requires_grad=True)
+    K, V = torch.randn(30, 4), torch.randn(30, 4)
+    Y = hopkit.attention_aggregate(A, Q, K, V)
+    K.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        Y.sum().backward()
+
+
 # ------------------------------------------------------------------ errors
 def test_attention_errors(rng):
     A = graph(rng, 10, 8, 40)
