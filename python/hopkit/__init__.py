@@ -3,19 +3,22 @@ retrieval for GNN recommenders. See README.md and docs/."""
 
 from ._config import __version__, config, get_num_threads, set_num_threads, show_config
 from .csr import CSR, as_csr, bipartite_adjacency
-from .ops import attention_aggregate, propagate, sddmm, spmm  # noqa: I001
+from .ops import ItemIndex, attention_aggregate, evaluate, propagate, sddmm, spmm, topk
 
 __all__ = [
     "CSR",
-    "attention_aggregate",
-    "propagate",
+    "ItemIndex",
     "__version__",
     "as_csr",
+    "attention_aggregate",
     "bipartite_adjacency",
     "config",
+    "evaluate",
     "get_num_threads",
+    "propagate",
     "sddmm",
     "set_num_threads",
     "show_config",
     "spmm",
+    "topk",
 ]

@@ -15,7 +15,7 @@ class AttentionFunction(torch.autograd.Function):
         out, lse = attention_forward_np(A, Qn, Kn, Vn, *args)
         ctx.A, ctx.Qn, ctx.Kn, ctx.Vn, ctx.args = A, Qn, Kn, Vn, args
         ctx.out, ctx.lse = out, lse  # O(N * F) output and O(N * heads) statistics
-        out_t = torch.from_numpy(out)
+        out_t = out if isinstance(out, torch.Tensor) else torch.from_numpy(out)
         # Saved so that autograd detects in-place changes of the inputs or the
         # output between forward and backward (the kernels read their arrays).
         ctx.save_for_backward(Q, K, V, out_t)
@@ -26,10 +26,13 @@ class AttentionFunction(torch.autograd.Function):
         ctx.saved_tensors  # noqa: B018 (raises if an input was modified in place)
         if not any(ctx.needs_input_grad[:3]):
             return (None,) * 8
-        g = np.ascontiguousarray(dout.detach().contiguous().numpy())
+        if isinstance(ctx.out, torch.Tensor):  # CUDA backend: device tensors
+            g = dout.detach().contiguous()
+        else:
+            g = np.ascontiguousarray(dout.detach().contiguous().numpy())
         dQ, dK, dV = attention_backward_np(ctx.A, ctx.Qn, ctx.Kn, ctx.Vn, *ctx.args[:-1],
                                            ctx.out, g, ctx.lse, ctx.args[-1])
-        grads = [torch.from_numpy(x) if need else None
+        grads = [(x if isinstance(x, torch.Tensor) else torch.from_numpy(x)) if need else None
                  for x, need in zip((dQ, dK, dV), ctx.needs_input_grad[:3], strict=True)]
         return (*grads, None, None, None, None, None)
 

@@ -6,11 +6,11 @@ allocation and backend choice: NumPy in gives NumPy out; torch in gives torch
 out on the same device, differentiable through ``hopkit.autograd.<op>``.
 """
 
+from .attention import attention_aggregate
+from .evaluate import evaluate
+from .propagate import propagate
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
+from .topk import ItemIndex, topk
 
-__all__ = ["EDGE", "MESSAGES", "REDUCES", "sddmm", "spmm"]
-
-from .attention import attention_aggregate  # noqa: E402
-from .propagate import propagate  # noqa: E402
-
-__all__ += ["attention_aggregate", "propagate"]
+__all__ = ["EDGE", "MESSAGES", "REDUCES", "ItemIndex", "attention_aggregate", "evaluate",
+           "propagate", "sddmm", "spmm", "topk"]
