@@ -74,6 +74,11 @@ def test_large_logits_are_stable_and_edge_cases(rng, backend):
     Y = hopkit.attention_aggregate(A, Q, K, V, 2, backend=backend)
     assert np.isfinite(Y).all()
     np.testing.assert_allclose(Y, dense_attention(A, Q, K, V, 2), rtol=1e-9, atol=1e-9)
+    Q32, K32, V32 = (t.astype(np.float32) for t in (Q, K, V))
+    Y = hopkit.attention_aggregate(A, Q32, K32, V32, 2, backend=backend)
+    np.testing.assert_allclose(Y, dense_attention(A, *(t.astype(np.float64) for t in
+                                                       (Q32, K32, V32)), 2), rtol=1e-4,
+                               atol=1e-4)
     A0 = hopkit.CSR([0], [], shape=(0, 0))
     z = np.ones((0, 4))
     assert hopkit.attention_aggregate(A0, z, z, z, backend=backend).shape == (0, 4)
@@ -138,6 +143,17 @@ def test_matches_plain_torch_forward_and_backward(rng):
     gt = torch.autograd.grad(Yt, (Q, K, V), G)
     for x, y in zip(gh, gt, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_inplace_change_before_backward_is_detected(rng):
+    torch = pytest.importorskip("torch")
+    A = graph(rng)
+    Q = torch.randn(40, 4, requires_grad=True)
+    K, V = torch.randn(30, 4), torch.randn(30, 4)
+    Y = hopkit.attention_aggregate(A, Q, K, V)
+    K.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        Y.sum().backward()
 
 
 # ------------------------------------------------------------------ errors

@@ -199,3 +199,16 @@ def test_propagate_edge_weight_grad_is_refused(rng):
     w = torch.ones(40, dtype=torch.float64, requires_grad=True)
     with pytest.raises(ValueError, match="gradients wrt edge_weight are not supported"):
         hopkit.propagate(A, torch.ones(10, 2, dtype=torch.float64), 2, edge_weight=w)
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["numpy"])
+def test_gradcheck_on_a_transpose_with_explicit_weights(rng, backend):
+    """B = A.T caches A as its transpose; B's explicit weights must be read
+    through the inverse of B.perm in the backward."""
+    torch = pytest.importorskip("torch")
+    A = power_law_graph(12, 12, 45, rng, values=np.float64, empty=(0, 5))
+    B = A.T
+    w = torch.tensor(rng.uniform(0.5, 1.5, B.nnz))
+    X = torch.tensor(rng.standard_normal((12, 3)), requires_grad=True)
+    fn = lambda X: hopkit.propagate(B, X, 2, "sum", edge_weight=w, backend=backend)  # noqa
+    assert torch.autograd.gradcheck(fn, (X,))

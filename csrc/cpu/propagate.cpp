@@ -41,9 +41,10 @@ template <int MSG, int EK, bool AX, class T, class I>
 void hop(const SpmmArgs<T, I>& a, const AxpbyStore<T, AX>& store) {
   const int64_t work = a.A.indptr[a.A.n_rows] * a.F + a.A.n_rows * a.F;
   parallel_rows(a.A.indptr, a.A.n_rows, work, [&](int64_t r0, int64_t r1) {
+    const int64_t pf_end = a.A.indptr[r1];
     for (int64_t i = r0; i < r1; ++i)
       for_chunks<T>(a.F, [&](auto CH, auto FULL, int64_t f0, int w) {
-        forward_chunk<SUM, MSG, EK, CH.value, FULL.value>(a, i, f0, w, store);
+        forward_chunk<SUM, MSG, EK, CH.value, FULL.value>(a, i, f0, w, store, pf_end);
       });
   });
 }

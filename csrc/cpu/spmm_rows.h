@@ -100,12 +100,13 @@ inline void for_chunks(int64_t F, Chunk&& chunk) {
 }
 
 // One row chunk of g-SpMM: the accumulator (and arg) of CH features stays in
-// registers while the row's edges are walked; `store.put` writes the result
+// registers while the row's edges are walked (gathered rows are prefetched up
+// to edge pf_end, exclusive); `store.put` writes the result
 // (SpmmStore: Y and arg; other ops pass their own epilogue, e.g. propagate's
 // y = a * X[i] + b * acc).
 template <int R, int MSG, int EK, int CH, bool FULL, class T, class I, class Store>
 inline void forward_chunk(const SpmmArgs<T, I>& a, int64_t i, int64_t f0, int w,
-                          const Store& store) {
+                          const Store& store, int64_t pf_end) {
   const int n = FULL ? CH : w;
   const int64_t F = a.F, b = a.A.indptr[i], end = a.A.indptr[i + 1];
   constexpr bool ARG = R == MAX || R == MIN;
@@ -122,7 +123,9 @@ inline void forward_chunk(const SpmmArgs<T, I>& a, int64_t i, int64_t f0, int w,
     const T* x = nullptr;
     if constexpr (MSG != EDGE) {
       x = a.X + int64_t(a.A.indices[e]) * F + f0;
-      if (e + 8 < end) prefetch_row(a.X + int64_t(a.A.indices[e + 8]) * F + f0, n);
+      // Prefetch 8 edges ahead, across row ends up to pf_end (the end of this
+      // thread's rows): short rows are the common case on power-law graphs.
+      if (e + 8 < pf_end) prefetch_row(a.X + int64_t(a.A.indices[e + 8]) * F + f0, n);
     }
     const T es = EK == 1 ? a.E[ee] : T(0);
     const T* ev = EK == 2 ? a.E + ee * F + f0 : nullptr;

@@ -15,10 +15,15 @@ class AttentionFunction(torch.autograd.Function):
         out, lse = attention_forward_np(A, Qn, Kn, Vn, *args)
         ctx.A, ctx.Qn, ctx.Kn, ctx.Vn, ctx.args = A, Qn, Kn, Vn, args
         ctx.out, ctx.lse = out, lse  # O(N * F) output and O(N * heads) statistics
-        return out if isinstance(out, torch.Tensor) else torch.from_numpy(out)
+        out_t = out if isinstance(out, torch.Tensor) else torch.from_numpy(out)
+        # Saved so that autograd detects in-place changes of the inputs or the
+        # output between forward and backward (the kernels read their arrays).
+        ctx.save_for_backward(Q, K, V, out_t)
+        return out_t
 
     @staticmethod
     def backward(ctx, dout):
+        ctx.saved_tensors  # noqa: B018 (raises if an input was modified in place)
         if not any(ctx.needs_input_grad[:3]):
             return (None,) * 8
         if isinstance(ctx.out, torch.Tensor):  # CUDA backend: device tensors

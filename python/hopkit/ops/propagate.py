@@ -93,7 +93,7 @@ def transpose_weights(A: CSR, E, from_values):
     return AT, E, transpose_perm(A)  # AT.perm, or A.perm inverted when A came from .T
 
 
-def propagate(A, X, layers=3, combine="mean", edge_weight=None, *, backend=None):
+def propagate(A, X, layers=3, combine="mean", edge_weight=None, backend=None):
     """Multi-hop propagation ``sum_{l=0..L} alpha_l A^l X`` in one native call.
 
     Parameters
