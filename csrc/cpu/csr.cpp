@@ -20,18 +20,32 @@ namespace {
 // scatter(e0, e1, offsets) writes input elements [e0, e1) to their output
 // positions offsets[key(e)]++ (in increasing e). Returns -1 or the first
 // invalid input position.
+//
+// The input is cut into C contiguous chunks with a histogram each, handed out
+// dynamically: C = T when the keys are many (the histograms must stay small
+// next to the data), up to 8 T when they are few, so a thread that the OS
+// preempts on a busy machine holds up at most one small chunk.
 template <class Key, class Valid, class Scatter>
 int64_t counting_sort(int64_t nnz, int64_t n_keys, Key key, Valid valid, int64_t* indptr,
                       Scatter scatter) {
   int T = std::max(1, std::min<int>(max_threads(), int(nnz / 65536)));
   while (T > 1 && double(T) * double(n_keys) > 4.0 * double(nnz) + 1e6) --T;
-  std::vector<int64_t> hist(size_t(T) * size_t(n_keys), 0);
-  std::vector<int64_t> bad(size_t(T), INT64_MAX);
-  parallel_threads(T, [&](int t, int nt) {
-    const int64_t e0 = nnz * t / nt, e1 = nnz * (t + 1) / nt;
-    int64_t* h = hist.data() + size_t(t) * size_t(n_keys);
+  int C = T;
+  while (T > 1 && C < 8 * T && double(2 * C) * double(n_keys) <= double(nnz) / 16 &&
+         nnz / (2 * C) >= 32768)
+    C *= 2;
+  std::vector<int64_t> hist(size_t(C) * size_t(n_keys), 0);
+  std::vector<int64_t> bad(size_t(C), INT64_MAX);
+  auto for_chunks = [&](auto&& body) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
+#endif
+    for (int c = 0; c < C; ++c) body(c, nnz * c / C, nnz * (c + 1) / C);
+  };
+  for_chunks([&](int c, int64_t e0, int64_t e1) {
+    int64_t* h = hist.data() + size_t(c) * size_t(n_keys);
     for (int64_t e = e0; e < e1; ++e) {
-      if (!valid(e)) { bad[t] = e; break; }
+      if (!valid(e)) { bad[size_t(c)] = e; break; }
       ++h[key(e)];
     }
   });
@@ -40,17 +54,16 @@ int64_t counting_sort(int64_t nnz, int64_t n_keys, Key key, Valid valid, int64_t
   int64_t run = 0;
   for (int64_t k = 0; k < n_keys; ++k) {
     indptr[k] = run;
-    for (int t = 0; t < T; ++t) {
-      int64_t& h = hist[size_t(t) * size_t(n_keys) + size_t(k)];
-      const int64_t c = h;
+    for (int c = 0; c < C; ++c) {
+      int64_t& h = hist[size_t(c) * size_t(n_keys) + size_t(k)];
+      const int64_t x = h;
       h = run;
-      run += c;
+      run += x;
     }
   }
   indptr[n_keys] = run;
-  parallel_threads(T, [&](int t, int nt) {
-    const int64_t e0 = nnz * t / nt, e1 = nnz * (t + 1) / nt;
-    scatter(e0, e1, hist.data() + size_t(t) * size_t(n_keys));
+  for_chunks([&](int c, int64_t e0, int64_t e1) {
+    scatter(e0, e1, hist.data() + size_t(c) * size_t(n_keys));
   });
   return -1;
 }
