@@ -1,9 +1,9 @@
 // COO -> CSR, duplicate summation and transpose.
 //
-// All three are built on one parallel stable counting sort: each thread
-// counts the keys of a contiguous slice of the input into its own histogram,
-// a prefix pass over (key, thread) turns counts into write offsets, and each
-// thread scatters its slice. Stability makes the transpose sorted for free.
+// COO -> CSR and transpose are built on one parallel stable counting sort:
+// each chunk of the input counts its keys into its own histogram, a prefix
+// pass over (key, chunk) turns counts into write offsets, and each chunk is
+// scattered. Stability makes the transpose sorted for free.
 #include "hopkit/csr.h"
 
 #include <algorithm>
