@@ -44,9 +44,19 @@ int64_t counting_sort(int64_t nnz, int64_t n_keys, Key key, Valid valid, int64_t
   };
   for_chunks([&](int c, int64_t e0, int64_t e1) {
     int64_t* h = hist.data() + size_t(c) * size_t(n_keys);
-    for (int64_t e = e0; e < e1; ++e) {
-      if (!valid(e)) { bad[size_t(c)] = e; break; }
-      ++h[key(e)];
+    // Validity over sub-slices without early exit (vectorised), then the
+    // counts; the first bad position is searched only in a failing sub-slice.
+    for (int64_t s0 = e0; s0 < e1; s0 += 2048) {
+      const int64_t s1 = std::min(e1, s0 + 2048);
+      bool ok = true;
+      for (int64_t e = s0; e < s1; ++e) ok &= valid(e);
+      if (!ok) {
+        int64_t e = s0;
+        while (valid(e)) ++e;
+        bad[size_t(c)] = e;
+        return;
+      }
+      for (int64_t e = s0; e < s1; ++e) ++h[key(e)];
     }
   });
   const int64_t first_bad = *std::min_element(bad.begin(), bad.end());
