@@ -169,3 +169,40 @@ def test_from_coo_wide_and_long_rows(rng, n_cols):
     np.testing.assert_array_equal(A.indptr, np.r_[0, np.cumsum(np.bincount(uk // n_cols,
                                                                            minlength=n))])
     np.testing.assert_allclose(A.values, sums, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(3000, 1), (3000, 70000), (2**20, 2**30)])
+def test_from_coo_parallel_paths(rng, shape):
+    # Big enough for the threaded chunks and blocks; (n, 1) takes the no-column-pass
+    # path, (2**20, 2**30) int32 indices with 64-bit keys in a scratch array.
+    n, m = shape
+    nnz = 200_000
+    r = rng.integers(0, min(n, 3000), nnz).astype(np.int32)
+    r[::5] = n - 1
+    c = rng.integers(0, min(m, 5000), nnz).astype(np.int32)
+    c[::3] = m - 1
+    v = rng.standard_normal(nnz).astype(np.float32)
+    order = np.lexsort((c, r))  # stable: duplicates in input order
+    A = hopkit.CSR.from_coo(r, c, v, shape, sum_duplicates=False)
+    np.testing.assert_array_equal(A.indices, c[order])
+    np.testing.assert_array_equal(A.values, v[order])
+    np.testing.assert_array_equal(A.indptr, np.r_[0, np.cumsum(np.bincount(r, minlength=n))])
+    B = hopkit.CSR.from_coo(r, c, v, shape)
+    S = sp.coo_matrix((v.astype(np.float64), (r, c)), shape=shape).tocsr()
+    S.sum_duplicates()
+    np.testing.assert_array_equal(B.indptr, S.indptr)
+    np.testing.assert_array_equal(B.indices, S.indices)
+    np.testing.assert_allclose(B.values, S.data, rtol=1e-5, atol=1e-5)
+
+
+def test_from_coo_first_bad_position_across_chunks(rng):
+    nnz = 400_000
+    r = rng.integers(0, 100, nnz)
+    c = rng.integers(0, 100, nnz)
+    r[350_000] = 100  # later chunk
+    c[250_001] = -1   # earlier chunk: reported first
+    with pytest.raises(ValueError, match=r"col must lie in \[0, 100\); col\[250001\] = -1"):
+        hopkit.CSR.from_coo(r, c, shape=(100, 100))
+    c[250_001] = 0
+    with pytest.raises(ValueError, match=r"row must lie in \[0, 100\); row\[350000\] = 100"):
+        hopkit.CSR.from_coo(r, c, shape=(100, 100))

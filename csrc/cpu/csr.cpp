@@ -1,9 +1,9 @@
 // COO -> CSR, duplicate summation and transpose.
 //
-// All three are built on one parallel stable counting sort: each thread
-// counts the keys of a contiguous slice of the input into its own histogram,
-// a prefix pass over (key, thread) turns counts into write offsets, and each
-// thread scatters its slice. Stability makes the transpose sorted for free.
+// COO -> CSR and transpose are built on one parallel stable counting sort:
+// each chunk of the input counts its keys into its own histogram, a prefix
+// pass over (key, chunk) turns counts into write offsets, and each chunk is
+// scattered. Stability makes the transpose sorted for free.
 #include "hopkit/csr.h"
 
 #include <algorithm>
@@ -20,19 +20,43 @@ namespace {
 // scatter(e0, e1, offsets) writes input elements [e0, e1) to their output
 // positions offsets[key(e)]++ (in increasing e). Returns -1 or the first
 // invalid input position.
+//
+// The input is cut into C contiguous chunks with a histogram each, handed out
+// dynamically: C = T when the keys are many (the histograms must stay small
+// next to the data), up to 8 T when they are few, so a thread that the OS
+// preempts on a busy machine holds up at most one small chunk.
 template <class Key, class Valid, class Scatter>
 int64_t counting_sort(int64_t nnz, int64_t n_keys, Key key, Valid valid, int64_t* indptr,
                       Scatter scatter) {
   int T = std::max(1, std::min<int>(max_threads(), int(nnz / 65536)));
   while (T > 1 && double(T) * double(n_keys) > 4.0 * double(nnz) + 1e6) --T;
-  std::vector<int64_t> hist(size_t(T) * size_t(n_keys), 0);
-  std::vector<int64_t> bad(size_t(T), INT64_MAX);
-  parallel_threads(T, [&](int t, int nt) {
-    const int64_t e0 = nnz * t / nt, e1 = nnz * (t + 1) / nt;
-    int64_t* h = hist.data() + size_t(t) * size_t(n_keys);
-    for (int64_t e = e0; e < e1; ++e) {
-      if (!valid(e)) { bad[t] = e; break; }
-      ++h[key(e)];
+  int C = T;
+  while (T > 1 && C < 8 * T && double(2 * C) * double(n_keys) <= double(nnz) / 16 &&
+         nnz / (2 * C) >= 32768)
+    C *= 2;
+  std::vector<int64_t> hist(size_t(C) * size_t(n_keys), 0);
+  std::vector<int64_t> bad(size_t(C), INT64_MAX);
+  auto for_chunks = [&](auto&& body) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
+#endif
+    for (int c = 0; c < C; ++c) body(c, nnz * c / C, nnz * (c + 1) / C);
+  };
+  for_chunks([&](int c, int64_t e0, int64_t e1) {
+    int64_t* h = hist.data() + size_t(c) * size_t(n_keys);
+    // Validity over sub-slices without early exit (vectorised), then the
+    // counts; the first bad position is searched only in a failing sub-slice.
+    for (int64_t s0 = e0; s0 < e1; s0 += 2048) {
+      const int64_t s1 = std::min(e1, s0 + 2048);
+      bool ok = true;
+      for (int64_t e = s0; e < s1; ++e) ok &= valid(e);
+      if (!ok) {
+        int64_t e = s0;
+        while (valid(e)) ++e;
+        bad[size_t(c)] = e;
+        return;
+      }
+      for (int64_t e = s0; e < s1; ++e) ++h[key(e)];
     }
   });
   const int64_t first_bad = *std::min_element(bad.begin(), bad.end());
@@ -40,17 +64,16 @@ int64_t counting_sort(int64_t nnz, int64_t n_keys, Key key, Valid valid, int64_t
   int64_t run = 0;
   for (int64_t k = 0; k < n_keys; ++k) {
     indptr[k] = run;
-    for (int t = 0; t < T; ++t) {
-      int64_t& h = hist[size_t(t) * size_t(n_keys) + size_t(k)];
-      const int64_t c = h;
+    for (int c = 0; c < C; ++c) {
+      int64_t& h = hist[size_t(c) * size_t(n_keys) + size_t(k)];
+      const int64_t x = h;
       h = run;
-      run += c;
+      run += x;
     }
   }
   indptr[n_keys] = run;
-  parallel_threads(T, [&](int t, int nt) {
-    const int64_t e0 = nnz * t / nt, e1 = nnz * (t + 1) / nt;
-    scatter(e0, e1, hist.data() + size_t(t) * size_t(n_keys));
+  for_chunks([&](int c, int64_t e0, int64_t e1) {
+    scatter(e0, e1, hist.data() + size_t(c) * size_t(n_keys));
   });
   return -1;
 }
@@ -67,38 +90,92 @@ auto scatter_with(Key key, Put put) {
 
 namespace {
 
-template <class I, class T>
-struct CooItem {
-  I row, col;
-  T value;
+// Per-thread scratch of sort_block: two ping-pong buffers of keys and values.
+template <class K, class T>
+struct BlockScratch {
+  std::vector<K> k0, k1;
+  std::vector<T> v0, v1;
+  std::vector<int64_t> hist;
 };
 
-// Stable LSD radix sort of keys[0, n) (with their values, when vals != null)
-// on the low `bits` bits, in passes of at most 10 bits (<= 1024 buckets, so
-// the write streams stay in L1/L2), ping-ponging with the tmp buffers.
-// Returns the buffers holding the result.
-template <class K, class T>
-std::pair<K*, T*> radix_sort(K* keys, T* vals, K* ktmp, T* vtmp, int64_t n, int bits) {
-  const int passes = std::max(1, (bits + 9) / 10), D = (bits + passes - 1) / passes;
-  int64_t count[1 << 10];
-  for (int lo = 0; lo < bits; lo += D) {
-    std::fill(count, count + (int64_t(1) << D), 0);
-    for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> lo) & ((1u << D) - 1)];
+// Sorts one row block in place: keys[0, n) hold (row - r0) << col_bits | col,
+// vals[0, n) (optional) the values. LSD radix passes of <= 10 bits (<= 1024
+// buckets) on the column, then a stable counting pass by row within the
+// block, all through the in-cache scratch; the last pass writes back to
+// keys/vals as columns, in CSR order. Fills indptr[r0, r0 + nr) (offset by
+// `start`, where the block's output begins) and uniq (distinct columns per
+// row).
+template <class K, class T, class I>
+void sort_block(K* keys, T* vals, int64_t n, int64_t start, int64_t r0, int64_t nr, int col_bits,
+                BlockScratch<K, T>& s, int64_t* indptr, int64_t* uniq) {
+  const int col_passes = col_bits == 0 ? 0 : (col_bits + 9) / 10;
+  const int D = col_passes ? (col_bits + col_passes - 1) / col_passes : 0;
+  const int64_t nb = int64_t(1) << D;
+  const K dmask = K(nb - 1), cmask = (K(1) << col_bits) - 1;
+  // All histograms in one read (LSD counts do not depend on the order).
+  s.hist.assign(size_t(col_passes * nb + nr), 0);
+  int64_t* rc = s.hist.data() + col_passes * nb;
+  for (int64_t i = 0; i < n; ++i) {
+    const K k = keys[i];
+    for (int p = 0; p < col_passes; ++p)
+      ++s.hist[size_t(p * nb + int64_t((k >> (p * D)) & dmask))];
+    ++rc[k >> col_bits];
+  }
+  for (int p = 0; p < col_passes; ++p) {
+    int64_t* h = s.hist.data() + p * nb;
     int64_t run = 0;
-    for (int64_t d = 0; d < (int64_t(1) << D); ++d) {
-      const int64_t x = count[d];
-      count[d] = run;
+    for (int64_t d = 0; d < nb; ++d) {
+      const int64_t x = h[d];
+      h[d] = run;
       run += x;
     }
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t pos = count[(keys[i] >> lo) & ((1u << D) - 1)]++;
-      ktmp[pos] = keys[i];
-      if (vals) vtmp[pos] = vals[i];
-    }
-    std::swap(keys, ktmp);
-    std::swap(vals, vtmp);
   }
-  return {keys, vals};
+  int64_t run = 0;
+  for (int64_t r = 0; r < nr; ++r) {
+    indptr[r0 + r] = start + run;
+    const int64_t x = rc[r];
+    rc[r] = run;
+    run += x;
+  }
+  s.k0.resize(size_t(n));
+  s.k1.resize(size_t(n));
+  if (vals) s.v0.resize(size_t(n)), s.v1.resize(size_t(n));
+  // Pass p reads src and writes dst: keys -> k0 -> k1 -> k0 ... -> keys.
+  K* src_k = keys;
+  T* src_v = vals;
+  K* buf_k[2] = {s.k0.data(), s.k1.data()};
+  T* buf_v[2] = {s.v0.data(), s.v1.data()};
+  if (col_passes == 0) {  // a single pass would scatter in place: copy first
+    std::copy(keys, keys + n, buf_k[0]);
+    if (vals) std::copy(vals, vals + n, buf_v[0]);
+    src_k = buf_k[0];
+    src_v = buf_v[0];
+  }
+  for (int p = 0; p < col_passes; ++p) {
+    int64_t* h = s.hist.data() + p * nb;
+    K* dk = buf_k[p & 1];
+    T* dv = buf_v[p & 1];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t o = h[int64_t((src_k[i] >> (p * D)) & dmask)]++;
+      dk[o] = src_k[i];
+      if (vals) dv[o] = src_v[i];
+    }
+    src_k = dk;
+    src_v = dv;
+  }
+  I* cols = reinterpret_cast<I*>(keys);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t o = rc[src_k[i] >> col_bits]++;
+    cols[o] = I(src_k[i] & cmask);
+    if (vals) vals[o] = src_v[i];
+  }
+  for (int64_t r = 0, a = 0; r < nr; ++r) {
+    const int64_t b = rc[r];  // now the row's end
+    int64_t u = b > a;
+    for (int64_t e = a + 1; e < b; ++e) u += cols[e] != cols[e - 1];
+    uniq[r0 + r] = u;
+    a = b;
+  }
 }
 
 }  // namespace
@@ -107,75 +184,61 @@ template <class I, class T>
 int64_t coo_to_csr(int64_t n_rows, int64_t n_cols, int64_t nnz, const I* rows, const I* cols,
                    const T* values, int64_t* indptr, I* cols_out, T* values_out, int64_t* uniq,
                    bool* bad_row) {
-  // No comparison sort, and no scatter into n_rows write streams:
-  // (1) a stable counting sort of whole items by row block (row >> shift:
-  //     at most 512 blocks, so the write streams stay in cache);
-  // (2) per block, in parallel, a stable LSD radix sort (11-bit digits, in
-  //     cache) on (row within block, column). Equal (row, col) pairs stay in
-  //     input order; each block fills its own rows of indptr, since its output
-  //     range starts where the previous block's ends.
+  // No comparison sort, no scatter into n_rows write streams, and no
+  // nnz-sized scratch: the output arrays are the working storage.
+  // (1) a stable parallel counting sort by row block (row >> shift: at most
+  //     512 blocks, so the write streams stay in cache) of the packed keys
+  //     (row within block) << col_bits | col into cols_out (values into
+  //     values_out); block b then occupies exactly its final output range;
+  // (2) per block, in parallel (a block fits in L2): sort_block.
   int shift = 0;
   while ((n_rows >> shift) > 512) ++shift;
   const int64_t n_blocks = (n_rows >> shift) + 1;
   int col_bits = 0;
   while ((int64_t(1) << col_bits) < n_cols) ++col_bits;
   auto valid = [&](int64_t e) {
-    return int64_t(rows[e]) >= 0 && int64_t(rows[e]) < n_rows && int64_t(cols[e]) >= 0 &&
-           int64_t(cols[e]) < n_cols;
+    return uint64_t(int64_t(rows[e])) < uint64_t(n_rows) &&
+           uint64_t(int64_t(cols[e])) < uint64_t(n_cols);
   };
-  std::unique_ptr<CooItem<I, T>[]> items(new CooItem<I, T>[size_t(nnz)]);  // not zeroed
   std::vector<int64_t> block_ptr(static_cast<size_t>(n_blocks) + 1);
   auto block_key = [&](int64_t e) { return int64_t(rows[e]) >> shift; };
-  const int64_t bad = counting_sort(
-      nnz, n_blocks, block_key, valid, block_ptr.data(),
-      scatter_with(block_key, [&](int64_t pos, int64_t e) {
-        items[size_t(pos)] = {rows[e], cols[e], values ? values[e] : T(0)};
-      }));
-  if (bad >= 0) {
-    *bad_row = !(int64_t(rows[bad]) >= 0 && int64_t(rows[bad]) < n_rows);
-    return bad;
-  }
-  indptr[n_rows] = nnz;
-  auto sort_blocks = [&](auto key_tag) {
+  auto run = [&](auto key_tag) -> int64_t {
     using K = decltype(key_tag);
+    // The keys live in cols_out when they fit in I, else in a scratch array.
+    std::unique_ptr<K[]> own;
+    K* keys = reinterpret_cast<K*>(cols_out);
+    if (sizeof(K) != sizeof(I)) keys = (own.reset(new K[size_t(nnz)]), own.get());
+    const K rmask = (K(1) << shift) - 1;
+    const int64_t bad = counting_sort(
+        nnz, n_blocks, block_key, valid, block_ptr.data(),
+        scatter_with(block_key, [&](int64_t pos, int64_t e) {
+          keys[pos] = ((K(rows[e]) & rmask) << col_bits) | K(cols[e]);
+          if (values) values_out[pos] = values[e];
+        }));
+    if (bad >= 0) return bad;
+    indptr[n_rows] = nnz;
     parallel_rows(block_ptr.data(), n_blocks, nnz, [&](int64_t b0, int64_t b1) {
-      std::vector<K> keys, ktmp;
-      std::vector<T> vals, vtmp;
+      BlockScratch<K, T> s;
       for (int64_t blk = b0; blk < b1; ++blk) {
         const int64_t r0 = blk << shift, r1 = std::min(n_rows, (blk + 1) << shift);
         if (r0 >= r1) continue;
         const int64_t start = block_ptr[blk], n = block_ptr[blk + 1] - start;
-        keys.resize(size_t(n));
-        ktmp.resize(size_t(n));
-        vals.resize(values ? size_t(n) : 0);
-        vtmp.resize(values ? size_t(n) : 0);
-        for (int64_t i = 0; i < n; ++i) {
-          const auto& it = items[size_t(start + i)];
-          keys[size_t(i)] = (K(int64_t(it.row) - r0) << col_bits) | K(it.col);
-          if (values) vals[size_t(i)] = it.value;
-        }
-        auto [k, v] = radix_sort<K, T>(keys.data(), values ? vals.data() : nullptr, ktmp.data(),
-                                       values ? vtmp.data() : nullptr, n, shift + col_bits);
-        // Rows r0..r1-1 of indptr/uniq; the block's output starts at `start`.
-        int64_t i = 0;
-        for (int64_t r = r0; r < r1; ++r) {
-          indptr[r] = start + i;
-          int64_t u = 0, prev = -1;
-          for (; i < n && int64_t(k[i] >> col_bits) == r - r0; ++i) {
-            const int64_t col = int64_t(k[i] & ((K(1) << col_bits) - 1));
-            cols_out[start + i] = I(col);
-            if (values) values_out[start + i] = v[i];
-            u += col != prev;
-            prev = col;
-          }
-          uniq[r] = u;
+        if (sizeof(K) == sizeof(I)) {
+          sort_block<K, T, I>(keys + start, values ? values_out + start : nullptr, n, start, r0,
+                              r1 - r0, col_bits, s, indptr, uniq);
+        } else {  // sort the block's keys in the scratch, then narrow into cols_out
+          sort_block<K, T, K>(keys + start, values ? values_out + start : nullptr, n, start, r0,
+                              r1 - r0, col_bits, s, indptr, uniq);
+          for (int64_t i = start; i < start + n; ++i) cols_out[i] = I(keys[i]);
         }
       }
     });
+    return -1;
   };
-  if (shift + col_bits <= 32) sort_blocks(uint32_t{});
-  else sort_blocks(uint64_t{});
-  return -1;
+  const int64_t bad =
+      sizeof(I) == 4 && shift + col_bits <= 32 ? run(uint32_t{}) : run(uint64_t{});
+  if (bad >= 0) *bad_row = !(uint64_t(int64_t(rows[bad])) < uint64_t(n_rows));
+  return bad;
 }
 
 template <class I, class T>
