@@ -8,6 +8,7 @@ namespace py = pybind11;
 
 void bind_csr(py::module_& m);
 void bind_spmm(py::module_& m);
+void bind_sampling(py::module_& m);
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "hopkit native CPU kernels";
@@ -26,4 +27,5 @@ PYBIND11_MODULE(_native, m) {
   });
   bind_csr(m);
   bind_spmm(m);
+  bind_sampling(m);
 }

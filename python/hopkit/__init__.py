@@ -3,15 +3,17 @@ retrieval for GNN recommenders. See README.md and docs/."""
 
 from ._config import __version__, config, get_num_threads, set_num_threads, show_config
 from .csr import CSR, as_csr, bipartite_adjacency
-from .ops import sddmm, spmm
+from .ops import bpr_triples, sample_negatives, sddmm, spmm
 
 __all__ = [
     "CSR",
     "__version__",
     "as_csr",
     "bipartite_adjacency",
+    "bpr_triples",
     "config",
     "get_num_threads",
+    "sample_negatives",
     "sddmm",
     "set_num_threads",
     "show_config",

@@ -6,6 +6,7 @@ allocation and backend choice: NumPy in gives NumPy out; torch in gives torch
 out on the same device, differentiable through ``hopkit.autograd.<op>``.
 """
 
+from .sampling import bpr_triples, sample_negatives
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
 
-__all__ = ["EDGE", "MESSAGES", "REDUCES", "sddmm", "spmm"]
+__all__ = ["EDGE", "MESSAGES", "REDUCES", "bpr_triples", "sample_negatives", "sddmm", "spmm"]
