@@ -81,8 +81,8 @@ def test_bpr_triples(rng):
     assert u.shape == p.shape == n.shape == (R.nnz,)
     D = R.to_scipy().toarray() > 0
     assert D[u, p].all()
-    assert sorted(zip(u.tolist(), p.tolist())) == sorted(zip(R.row_ids().tolist(),
-                                                             R.indices.tolist()))
+    assert sorted(zip(u.tolist(), p.tolist(), strict=True)) == sorted(zip(R.row_ids().tolist(),
+                                                             R.indices.tolist(), strict=True))
     full = u == 199
     assert (n[full] == -1).all() and not D[u[~full], n[~full]].any()
     u2, p2, n2 = hopkit.bpr_triples(R, seed=5)
