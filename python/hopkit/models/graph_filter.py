@@ -12,25 +12,42 @@ from ..csr import CSR
 from ._base import Recommender
 
 
+def _orth(Y):
+    """Orthonormal basis of the columns of Y (CholeskyQR2 in float64: two
+    Gram GEMMs and a small Cholesky each, far cheaper than Householder QR on
+    a tall matrix); falls back to QR if the Gram matrix is not positive."""
+    Q = np.asarray(Y, dtype=np.float64)
+    try:
+        for _ in range(2):
+            L = np.linalg.cholesky(Q.T @ Q)
+            Q = Q @ np.linalg.inv(L).T
+    except np.linalg.LinAlgError:
+        Q = np.linalg.qr(np.asarray(Y, dtype=np.float64))[0]
+    return Q
+
+
 def randomized_svd(A: CSR, k, oversample=16, n_iter=4, seed=0, dtype=np.float32):
-    """Top-``k`` singular triplets of a sparse ``A`` (Halko et al.), every
-    product with A or A^T through ``hopkit.spmm``. Returns ``(U [m, k], s [k],
-    V [n, k])`` with ``A ~ U diag(s) V^T``; ``n_iter`` power iterations with
-    re-orthonormalisation make the leading subspace accurate for the slowly
-    decaying spectra of interaction graphs."""
+    """Top-``k`` singular values and right singular vectors of a sparse
+    ``A`` (Halko et al.), every product with A or A^T through ``hopkit.spmm``.
+    Returns ``(s [k], V [n, k])`` with ``A V ~ U diag(s)``; ``n_iter`` power
+    iterations with re-orthonormalisation make the leading subspace accurate
+    for the slowly decaying spectra of interaction graphs."""
     m, n = A.shape
     k = int(min(k, m, n))
     p = int(min(k + oversample, m, n))
     AT = A.T
     rng = np.random.default_rng(seed)
-    Q = np.linalg.qr(hopkit.spmm(AT, rng.standard_normal((m, p)).astype(dtype)))[0]
+
+    def mul(M, X):
+        return hopkit.spmm(M, np.ascontiguousarray(X, dtype=dtype))
+
+    Q = _orth(mul(AT, rng.standard_normal((m, p))))  # [n, p]
     for _ in range(n_iter):
-        Z = np.linalg.qr(hopkit.spmm(A, np.ascontiguousarray(Q, dtype=dtype)))[0]
-        Q = np.linalg.qr(hopkit.spmm(AT, np.ascontiguousarray(Z, dtype=dtype)))[0]
-    Bm = hopkit.spmm(A, np.ascontiguousarray(Q, dtype=dtype))  # [m, p] = A Q
-    U, s, Wt = np.linalg.svd(Bm.astype(np.float64), full_matrices=False)
-    V = Q.astype(np.float64) @ Wt.T
-    return U[:, :k], s[:k], V[:, :k]
+        Q = _orth(mul(AT, _orth(mul(A, Q))))
+    Bm = mul(A, Q).astype(np.float64)  # [m, p] = A Q; A ~ A Q Q^T
+    w, W = np.linalg.eigh(Bm.T @ Bm)  # right singular vectors of A Q
+    order = np.argsort(w)[::-1][:k]
+    return np.sqrt(np.maximum(w[order], 0.0)), Q @ W[:, order]
 
 
 class GraphFilter(Recommender):
@@ -82,7 +99,7 @@ class GraphFilter(Recommender):
                 _, _, vt = svds(Rn.to_scipy().astype(np.float64), k=k, random_state=self.seed)
                 V = vt.T
             else:
-                V = randomized_svd(Rn, self.k, n_iter=self.n_iter, seed=self.seed)[2]
+                V = randomized_svd(Rn, self.k, n_iter=self.n_iter, seed=self.seed)[1]
             d = self._di
             self.left = np.ascontiguousarray((V * d[:, None]), dtype=np.float32)
             inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
