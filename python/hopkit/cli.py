@@ -99,6 +99,7 @@ def _cmd_demo(args) -> int:
     import numpy as np
 
     import hopkit
+
     from .data import split_random, synthetic
     from .models import GraphFilter, LightGCN, Popularity
 

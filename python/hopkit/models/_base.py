@@ -150,6 +150,13 @@ class Recommender:
     def _restore(self, config, arrays):
         raise NotImplementedError
 
+    def _reinit(self, config):
+        """Re-run the subclass constructor with a saved config, keeping the
+        training data and id maps that load() already set."""
+        keep = (self.train, self.user_ids, self.item_ids, self.fit_time)
+        type(self).__init__(self, **config)
+        self.train, self.user_ids, self.item_ids, self.fit_time = keep
+
     def save(self, path):
         """Write ``model.npz`` (arrays, training CSR) and ``model.json``
         (format version, model name, config, id maps) into directory ``path``."""

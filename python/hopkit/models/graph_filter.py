@@ -166,7 +166,7 @@ class GraphFilter(Recommender):
         return {"left": self.left, "right": self.right}
 
     def _restore(self, config, arrays):
-        self.__init__(**config)
+        self._reinit(config)
         self.left, self.right = arrays.get("left"), arrays.get("right")
         self._prepare()
 

@@ -229,7 +229,7 @@ class LightGCN(Recommender):
         import torch
 
         hist, epoch = config.pop("history", []), config.pop("epoch", 0)
-        self.__init__(**config)
+        self._reinit(config)
         self.history, self.epoch = hist, epoch
         for k in ("embedding0", "user_emb", "item_emb"):
             if k not in arrays:
