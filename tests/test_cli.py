@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from hopkit.cli import build_parser, main
 
 pytest.importorskip("torch")
