@@ -152,7 +152,9 @@ class LightGCN(Recommender):
         if first:
             self._init_params()
         t_start = time.perf_counter()
-        opt = torch.optim.Adam([self._E0], lr=self.lr)
+        opt = getattr(self, "_opt", None)
+        if opt is None or opt.param_groups[0]["params"][0] is not self._E0:
+            opt = self._opt = torch.optim.Adam([self._E0], lr=self.lr)  # kept across fit calls
         key = f"recall@{ks[0]}"
         best, best_state, bad = -1.0, None, 0
         bar = _progress(progress, epochs)
