@@ -1,5 +1,4 @@
 import pytest
-
 from hopkit.bench._common import gowalla_graph
 
 

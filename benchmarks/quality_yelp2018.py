@@ -35,9 +35,8 @@ import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # hopkit + torch OpenMP runtimes
 
-import numpy as np  # noqa: E402
-
 import hopkit  # noqa: E402
+import numpy as np  # noqa: E402
 from hopkit.data import load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,9 +84,8 @@ def run_lightgcn(ds, args):
 def run_speed(ds, args):
     import torch
     import torch.nn.functional as F
-    from torch_geometric.nn import LGConv
-
     from hopkit.models import LightGCN
+    from torch_geometric.nn import LGConv
 
     R = ds.train
     U, n_items = R.shape
@@ -153,7 +151,7 @@ def run_speed(ds, args):
              make_step(pyg_shipped), "PyG LGConv (precomputed weights)": make_step(pyg_pre)}
     times = {k: [] for k in steps}
     losses = {k: [] for k in steps}
-    for name, st in steps.items():  # warm-up
+    for st in steps.values():  # warm-up
         st(0)
     for b in range(1, n_batches + 1):  # interleaved: a busy machine hurts all alike
         for name, st in steps.items():

@@ -1,10 +1,9 @@
 """pytest-benchmark suite for spmm: python -m pytest benchmarks -m bench
 (the side-by-side comparison with peers is `python -m hopkit.bench spmm`)."""
 
+import hopkit
 import numpy as np
 import pytest
-
-import hopkit
 
 
 @pytest.mark.parametrize("F", [16, 64, 256])
