@@ -9,6 +9,8 @@ namespace py = pybind11;
 void bind_csr(py::module_& m);
 void bind_spmm(py::module_& m);
 void bind_sampling(py::module_& m);
+void bind_propagate(py::module_& m);
+void bind_attention(py::module_& m);
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "hopkit native CPU kernels";
@@ -28,4 +30,6 @@ PYBIND11_MODULE(_native, m) {
   bind_csr(m);
   bind_spmm(m);
   bind_sampling(m);
+  bind_propagate(m);
+  bind_attention(m);
 }

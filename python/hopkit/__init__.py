@@ -3,10 +3,19 @@ retrieval for GNN recommenders. See README.md and docs/."""
 
 from ._config import __version__, config, get_num_threads, set_num_threads, show_config
 from .csr import CSR, as_csr, bipartite_adjacency
-from .ops import bpr_triples, sample_negatives, sddmm, spmm
+from .ops import (  # noqa: I001
+    attention_aggregate,
+    bpr_triples,
+    propagate,
+    sample_negatives,
+    sddmm,
+    spmm,
+)
 
 __all__ = [
     "CSR",
+    "attention_aggregate",
+    "propagate",
     "__version__",
     "as_csr",
     "bipartite_adjacency",

@@ -183,3 +183,146 @@ def _sample_negatives(indptr, indices, n_items, users, n_neg, seed, out, tries):
 def sample_negatives(indptr, indices, n_items, users, n_neg, seed, out):
     _sample_negatives(indptr, indices, np.int64(n_items), users, np.int64(n_neg),
                       np.uint64(seed), out, _ref.NEGATIVE_TRIES)
+
+# ---------------------------------------------------------------- propagate
+@njit(parallel=True, cache=True)
+def _propagate_hop(indptr, indices, W, has_w, eperm, has_perm, src, X, a, b, use_x, dst):
+    """dst[i] = a * X[i] + b * sum_e w_e src[indices[e]] (one Horner step)."""
+    n_rows, F = dst.shape
+    for i in prange(n_rows):
+        for f in range(F):
+            dst[i, f] = 0
+        for e in range(indptr[i], indptr[i + 1]):
+            j = indices[e]
+            w = (W[eperm[e]] if has_perm else W[e]) if has_w else 1.0
+            for f in range(F):
+                dst[i, f] += w * src[j, f]
+        for f in range(F):
+            dst[i, f] = (a * X[i, f] if use_x else 0.0) + b * dst[i, f]
+
+
+def propagate(indptr, indices, n_rows, n_cols, X, F, E, eperm, alpha, out, work):
+    L = len(alpha) - 1
+    if L == 0:
+        out[...] = alpha[0] * X
+        return
+    W = E if E is not None else np.zeros(1, dtype=out.dtype)
+    perm = eperm if eperm is not None else np.zeros(1, dtype=np.int64)
+    src = X
+    for h in range(L):
+        k = L - 1 - h
+        dst = out if k % 2 == 0 else work
+        b = alpha[L] if h == 0 else 1.0
+        _propagate_hop(indptr, indices, W, E is not None, perm, eperm is not None, src, X,
+                       out.dtype.type(alpha[k]), out.dtype.type(b), alpha[k] != 0, dst)
+        src = dst
+
+
+# ---------------------------------------------------------------- attention
+@njit(inline="always")
+def _att_score(Q, K, i, j, h, dk, score, scale, slope):
+    """(score, d score / d pre-activation) of edge (i, j), head h."""
+    if score == 0:
+        s = 0.0
+        for d in range(dk):
+            s += Q[i, h * dk + d] * K[j, h * dk + d]
+        return scale * s, 1.0
+    z = Q[i, h] + K[j, h]
+    if z > 0:
+        return z, 1.0
+    return slope * z, slope
+
+
+@njit(parallel=True, cache=True)
+def _att_forward(indptr, indices, Q, K, V, heads, dk, dv, score, scale, slope, out, lse):
+    n_rows = out.shape[0]
+    for i in prange(n_rows):
+        for f in range(heads * dv):
+            out[i, f] = 0
+        for h in range(heads):
+            m = -np.inf
+            lsum = 0.0
+            for e in range(indptr[i], indptr[i + 1]):
+                j = indices[e]
+                s, _ = _att_score(Q, K, i, j, h, dk, score, scale, slope)
+                if s > m:
+                    c = np.exp(m - s)
+                    lsum *= c
+                    for f in range(h * dv, (h + 1) * dv):
+                        out[i, f] *= c
+                    m = s
+                p = np.exp(s - m)
+                lsum += p
+                for f in range(dv):
+                    out[i, h * dv + f] += p * V[j, h * dv + f]
+            if lsum > 0:
+                for f in range(h * dv, (h + 1) * dv):
+                    out[i, f] /= lsum
+                lse[i, h] = m + np.log(lsum)
+            else:
+                lse[i, h] = -np.inf
+
+
+@njit(inline="always")
+def _att_ds(Q, K, V, dout, lse, delta, i, j, h, dk, dv, score, scale, slope):
+    s, g = _att_score(Q, K, i, j, h, dk, score, scale, slope)
+    p = np.exp(s - lse[i, h])
+    dp = 0.0
+    for f in range(dv):
+        dp += dout[i, h * dv + f] * V[j, h * dv + f]
+    return p, p * (dp - delta[i, h]), g
+
+
+@njit(parallel=True, cache=True)
+def _att_backward(indptr, indices, t_indptr, t_indices, Q, K, V, heads, dk, dv, score, scale,
+                  slope, out, dout, lse, delta, dQ, dK, dV):
+    n_rows, n_cols = dQ.shape[0], dK.shape[0]
+    for i in prange(n_rows):
+        for h in range(heads):
+            d = 0.0
+            for f in range(h * dv, (h + 1) * dv):
+                d += dout[i, f] * out[i, f]
+            delta[i, h] = d
+        for f in range(dQ.shape[1]):
+            dQ[i, f] = 0
+        for e in range(indptr[i], indptr[i + 1]):
+            j = indices[e]
+            for h in range(heads):
+                p, ds, g = _att_ds(Q, K, V, dout, lse, delta, i, j, h, dk, dv, score, scale,
+                                   slope)
+                if score == 0:
+                    for d in range(dk):
+                        dQ[i, h * dk + d] += ds * scale * K[j, h * dk + d]
+                else:
+                    dQ[i, h] += ds * g
+    for j in prange(n_cols):
+        for f in range(dK.shape[1]):
+            dK[j, f] = 0
+        for f in range(dV.shape[1]):
+            dV[j, f] = 0
+        for t in range(t_indptr[j], t_indptr[j + 1]):
+            i = t_indices[t]
+            for h in range(heads):
+                p, ds, g = _att_ds(Q, K, V, dout, lse, delta, i, j, h, dk, dv, score, scale,
+                                   slope)
+                for f in range(h * dv, (h + 1) * dv):
+                    dV[j, f] += p * dout[i, f]
+                if score == 0:
+                    for d in range(dk):
+                        dK[j, h * dk + d] += ds * scale * Q[i, h * dk + d]
+                else:
+                    dK[j, h] += ds * g
+
+
+def attention_forward(indptr, indices, n_rows, n_cols, Q, K, V, heads, dk, dv, score, scale,
+                      slope, out, lse):
+    _att_forward(indptr, indices, Q, K, V, heads, dk, dv, score, out.dtype.type(scale),
+                 out.dtype.type(slope), out, lse)
+
+
+def attention_backward(indptr, indices, t_indptr, t_indices, n_rows, n_cols, Q, K, V, heads,
+                       dk, dv, score, scale, slope, out, dout, lse, dQ, dK, dV):
+    delta = np.empty((n_rows, heads), dtype=out.dtype)
+    _att_backward(indptr, indices, t_indptr, t_indices, Q, K, V, heads, dk, dv, score,
+                  out.dtype.type(scale), out.dtype.type(slope), out, dout, lse, delta, dQ, dK,
+                  dV)

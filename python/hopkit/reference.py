@@ -215,3 +215,83 @@ def _in_rows(indices, lo, deg, c):
     end = lo + deg
     hit = left < end
     return hit & (indices[np.minimum(left, max(len(indices) - 1, 0))] == c)
+
+# ---------------------------------------------------------------- propagate
+def propagate(indptr, indices, n_rows, n_cols, X, F, E, eperm, alpha, out, work):
+    """out = sum_l alpha[l] A^l X (layers = len(alpha) - 1), summed layer by
+    layer in float64 (the kernels use Horner's rule; ``work`` is unused here)."""
+    nnz = indices.shape[0]
+    w = None if E is None else (E if eperm is None else E[eperm]).astype(np.float64)
+    H = X.astype(np.float64)
+    acc = np.zeros((n_rows, F))
+    if alpha[0] != 0:
+        acc += alpha[0] * H
+    for layer in range(1, len(alpha)):
+        M = H[indices] if w is None else H[indices] * w.reshape(nnz, 1)
+        H = _segment(np.add, M, indptr, n_rows, 0.0)
+        acc += alpha[layer] * H
+    out[...] = acc
+
+
+# ---------------------------------------------------------------- attention
+DOT, GAT = 0, 1
+
+
+def _attention_scores(rows, indices, Q, K, n_rows, n_cols, heads, dk, score, scale, slope):
+    """Per-edge scores [nnz, heads] and, for GAT, d score / d pre-activation."""
+    Qh = Q.astype(np.float64).reshape(n_rows, heads, dk)
+    Kh = K.astype(np.float64).reshape(n_cols, heads, dk)
+    if score == DOT:
+        return scale * np.einsum("ehd,ehd->eh", Qh[rows], Kh[indices]), None
+    z = Qh[rows, :, 0] + Kh[indices, :, 0]
+    return np.where(z > 0, z, slope * z), np.where(z > 0, 1.0, slope)
+
+
+def attention_forward(indptr, indices, n_rows, n_cols, Q, K, V, heads, dk, dv, score, scale,
+                      slope, out, lse):
+    """out[i, h] = sum_j softmax_j(s_ij) V[j, h] with materialised per-edge
+    scores (float64); lse[i, h] = log sum_j exp(s_ij), -inf for an empty row."""
+    rows = _row_ids(indptr, n_rows)
+    s, _ = _attention_scores(rows, indices, Q, K, n_rows, n_cols, heads, dk, score, scale,
+                             slope)
+    m = _segment(np.maximum, s, indptr, n_rows, -np.inf)
+    p = np.exp(s - m[rows]) if len(rows) else s
+    lsum = _segment(np.add, p, indptr, n_rows, 0.0)
+    with np.errstate(divide="ignore"):
+        lse[...] = np.where(lsum > 0, m + np.log(np.where(lsum > 0, lsum, 1.0)), -np.inf)
+    P = p / lsum[rows] if len(rows) else p
+    Vh = V.astype(np.float64).reshape(n_cols, heads, dv)
+    M = (P[:, :, None] * Vh[indices]).reshape(len(rows), heads * dv)
+    out[...] = _segment(np.add, M, indptr, n_rows, 0.0)
+
+
+def attention_backward(indptr, indices, t_indptr, t_indices, n_rows, n_cols, Q, K, V, heads,
+                       dk, dv, score, scale, slope, out, dout, lse, dQ, dK, dV):
+    """dQ, dK, dV by the chain rule on materialised per-edge tensors (float64);
+    the transpose (t_indptr, t_indices) is not needed here."""
+    rows = _row_ids(indptr, n_rows)
+    idx = indices.astype(np.int64)
+    s, g = _attention_scores(rows, indices, Q, K, n_rows, n_cols, heads, dk, score, scale,
+                             slope)
+    P = np.exp(s - lse[rows].astype(np.float64))
+    dO = dout.astype(np.float64).reshape(n_rows, heads, dv)
+    Oh = out.astype(np.float64).reshape(n_rows, heads, dv)
+    Vh = V.astype(np.float64).reshape(n_cols, heads, dv)
+    delta = np.einsum("ihd,ihd->ih", dO, Oh)
+    dp = np.einsum("ehd,ehd->eh", dO[rows], Vh[idx])
+    ds = P * (dp - delta[rows])
+    gV = np.zeros((n_cols, heads, dv))
+    np.add.at(gV, idx, P[:, :, None] * dO[rows])
+    gQ = np.zeros((n_rows, heads, dk))
+    gK = np.zeros((n_cols, heads, dk))
+    if score == DOT:
+        Qh = Q.astype(np.float64).reshape(n_rows, heads, dk)
+        Kh = K.astype(np.float64).reshape(n_cols, heads, dk)
+        np.add.at(gQ, rows, scale * ds[:, :, None] * Kh[idx])
+        np.add.at(gK, idx, scale * ds[:, :, None] * Qh[rows])
+    else:
+        np.add.at(gQ[:, :, 0], rows, ds * g)
+        np.add.at(gK[:, :, 0], idx, ds * g)
+    dQ[...] = gQ.reshape(dQ.shape)
+    dK[...] = gK.reshape(dK.shape)
+    dV[...] = gV.reshape(dV.shape)

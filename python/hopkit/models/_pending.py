@@ -1,5 +1,5 @@
 """TEMPORARY shims (delete when issues 3/4 and the lead's topk_scores/score_fn
-land on main): hopkit.propagate, topk, topk_scores, evaluate with the agreed
+land on main): topk, topk_scores, evaluate with the agreed
 signatures, built on spmm and plain NumPy selection. Installed on the hopkit
 module only where the real function is missing."""
 
@@ -8,15 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 import hopkit
-
-
-def propagate(A, X, layers=3, combine="mean", edge_weight=None):
-    out = X
-    h = X
-    for _ in range(layers):
-        h = hopkit.spmm(A, h, "sum", edge_weight)
-        out = out + h
-    return out / (layers + 1)
 
 
 def _select(S, k, excl_rows, exclude):
@@ -89,6 +80,6 @@ def evaluate(user_emb, item_emb, train, test, ks=(20,), metrics=("recall", "ndcg
     return out
 
 
-for _name in ("propagate", "topk", "topk_scores", "evaluate"):
+for _name in ("topk", "topk_scores", "evaluate"):
     if not hasattr(hopkit, _name):
         setattr(hopkit, _name, globals()[_name])

@@ -10,3 +10,8 @@ from .sampling import bpr_triples, sample_negatives
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
 
 __all__ = ["EDGE", "MESSAGES", "REDUCES", "bpr_triples", "sample_negatives", "sddmm", "spmm"]
+
+from .attention import attention_aggregate  # noqa: E402
+from .propagate import propagate  # noqa: E402
+
+__all__ += ["attention_aggregate", "propagate"]
