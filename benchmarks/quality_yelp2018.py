@@ -175,7 +175,7 @@ def run_speed(ds, args):
         print(f"  {name:42s} {1e3 * med:8.1f} ms/batch  epoch ~{ep:7.1f} s  "
               f"x{med / base:5.2f} vs hopkit  (loss {losses[name][0]:.4f} -> "
               f"{losses[name][-1]:.4f})", flush=True)
-    print("  hopkit LightGCN.fit phases (ms/batch): " + ", ".join(
+    print("  hopkit LightGCN.fit phases (ms per call; sampling is once per epoch): " + ", ".join(
         f"{k} {1e3 * s / max(c, 1):.1f}" for k, s, c in m.timer.rows()))
     return out
 
