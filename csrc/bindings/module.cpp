@@ -11,6 +11,7 @@ void bind_spmm(py::module_& m);
 void bind_sampling(py::module_& m);
 void bind_propagate(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_topk(py::module_& m);
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "hopkit native CPU kernels";
@@ -32,4 +33,5 @@ PYBIND11_MODULE(_native, m) {
   bind_sampling(m);
   bind_propagate(m);
   bind_attention(m);
+  bind_topk(m);
 }

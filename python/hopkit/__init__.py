@@ -3,28 +3,34 @@ retrieval for GNN recommenders. See README.md and docs/."""
 
 from ._config import __version__, config, get_num_threads, set_num_threads, show_config
 from .csr import CSR, as_csr, bipartite_adjacency
-from .ops import (  # noqa: I001
+from .ops import (
+    ItemIndex,
     attention_aggregate,
     bpr_triples,
+    evaluate,
     propagate,
     sample_negatives,
     sddmm,
     spmm,
+    topk,
 )
 
 __all__ = [
     "CSR",
-    "attention_aggregate",
-    "propagate",
+    "ItemIndex",
     "__version__",
     "as_csr",
+    "attention_aggregate",
     "bipartite_adjacency",
     "bpr_triples",
     "config",
+    "evaluate",
     "get_num_threads",
+    "propagate",
     "sample_negatives",
     "sddmm",
     "set_num_threads",
     "show_config",
     "spmm",
+    "topk",
 ]

@@ -17,6 +17,7 @@ COPY, MUL, ADD, EDGE = 0, 1, 2, 3
 SUM, MEAN, MAX, MIN = 0, 1, 2, 3
 
 coo_to_csr = _ref.coo_to_csr
+topk_prepare = _ref.topk_prepare
 csr_sum_duplicates = _ref.csr_sum_duplicates
 csr_transpose = _ref.csr_transpose
 
@@ -326,3 +327,62 @@ def attention_backward(indptr, indices, t_indptr, t_indices, n_rows, n_cols, Q, 
     _att_backward(indptr, indices, t_indptr, t_indices, Q, K, V, heads, dk, dv, score,
                   out.dtype.type(scale), out.dtype.type(slope), out, dout, lse, delta, dQ, dK,
                   dV)
+@njit(parallel=True, cache=True)
+def _topk(Q, X, k, has_ex, ex_indptr, ex_indices, has_map, ex_rows, has_cand, cand_indptr,
+          cand_indices, S, Idx):
+    B, d = Q.shape
+    N = X.shape[0]
+    for b in prange(B):
+        tmp = S[b, :1].copy()  # casts a float64 sum to the output dtype
+        ep = 0
+        ee = 0
+        if has_ex:
+            row = np.int64(b)
+            if has_map:
+                row = np.int64(ex_rows[b])
+            ep = ex_indptr[row]
+            ee = ex_indptr[row + 1]
+        c0 = cand_indptr[b] if has_cand else 0
+        nc = cand_indptr[b + 1] - c0 if has_cand else N
+        cnt = 0
+        for c in range(nc):
+            j = np.int64(c)
+            if has_cand:
+                j = np.int64(cand_indices[c0 + c])
+            acc = 0.0
+            for f in range(d):
+                acc += Q[b, f] * X[j, f]
+            tmp[0] = acc
+            s = tmp[0]
+            # Items arrive in increasing order: a tie with the k-th loses.
+            if cnt == k:
+                if not s > S[b, k - 1]:
+                    continue
+            elif not s > -np.inf:  # NaN and -inf never enter
+                continue
+            while ep < ee and ex_indices[ep] < j:
+                ep += 1
+            if ep < ee and ex_indices[ep] == j:
+                continue
+            p = min(cnt, k - 1)
+            while p > 0 and S[b, p - 1] < s:
+                S[b, p] = S[b, p - 1]
+                Idx[b, p] = Idx[b, p - 1]
+                p -= 1
+            S[b, p] = s
+            Idx[b, p] = j
+            if cnt < k:
+                cnt += 1
+
+
+def topk(queries, items, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices,
+         scores, idx):
+    z64 = np.zeros(1, dtype=np.int64)
+    zi = np.zeros(1, dtype=ex_indices.dtype if ex_indices is not None else
+                  (cand_indices.dtype if cand_indices is not None else np.int64))
+    _topk(queries, items, k, ex_indptr is not None,
+          ex_indptr if ex_indptr is not None else z64,
+          ex_indices if ex_indices is not None else zi,
+          ex_rows is not None, ex_rows if ex_rows is not None else z64,
+          cand_indptr is not None, cand_indptr if cand_indptr is not None else z64,
+          cand_indices if cand_indices is not None else zi, scores, idx)

@@ -13,6 +13,13 @@ on arrays that ``hopkit.ops`` has already validated and made C-contiguous:
 * ``spmm_arg_grad_x(..., dY, arg, dX)``: gradient wrt X for max/min;
 * ``coo_to_csr``, ``csr_sum_duplicates``, ``csr_transpose``: CSR construction
   (``coo_to_csr``'s perm may be None: the caller does not use it).
+* ``topk_prepare(items) -> prepared`` (the items in the backend's layout;
+  identity here) and ``topk(queries, prepared, n_items, k, ex_indptr,
+  ex_indices, ex_rows, cand_indptr, cand_indices, scores, idx)``: the k best
+  inner products per query (ties to the smaller item, NaN / -inf never
+  enter, excluded items never, only candidates when given) into scores/idx
+  [B, k], which the caller pre-fills with -inf / -1. Exclusion / candidate
+  rows are sorted and unique; ex_rows maps a query to its exclusion row.
 
 Message codes: 0 copy, 1 mul, 2 add, 3 edge (edge features alone). Reduce
 codes: 0 sum, 1 mean, 2 max, 3 min. Sum and mean accumulate in float64; max and
@@ -295,3 +302,31 @@ def attention_backward(indptr, indices, t_indptr, t_indices, n_rows, n_cols, Q, 
     dQ[...] = gQ.reshape(dQ.shape)
     dK[...] = gK.reshape(dK.shape)
     dV[...] = gV.reshape(dV.shape)
+def topk_prepare(items):
+    return items
+
+
+def topk(queries, items, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices,
+         scores, idx):
+    """Brute force: float64 scores, explicit masks, a stable (score desc, item
+    asc) lexsort per query."""
+    B, N = queries.shape[0], n_items
+    X = items.astype(np.float64)
+    step = max(1, (1 << 22) // max(N, 1))
+    for b0 in range(0, B, step):
+        b1 = min(B, b0 + step)
+        S = queries[b0:b1].astype(np.float64) @ X.T
+        valid = ~np.isnan(S) & (S > -np.inf)
+        for r in range(b0, b1):
+            if cand_indptr is not None:
+                keep = np.zeros(N, dtype=bool)
+                keep[cand_indices[cand_indptr[r]:cand_indptr[r + 1]]] = True
+                valid[r - b0] &= keep
+            if ex_indptr is not None:
+                e = ex_rows[r] if ex_rows is not None else r
+                valid[r - b0, ex_indices[ex_indptr[e]:ex_indptr[e + 1]]] = False
+            ids = np.flatnonzero(valid[r - b0])
+            order = np.lexsort((ids, -S[r - b0, ids]))[:k]
+            n = len(order)
+            scores[r, :n] = S[r - b0, ids[order]]
+            idx[r, :n] = ids[order]

@@ -1,26 +1,36 @@
-"""TEMPORARY shims (delete when issues 3/4 and the lead's topk_scores/score_fn
-land on main): topk, topk_scores, evaluate with the agreed
-signatures, built on spmm and plain NumPy selection. Installed on the hopkit
-module only where the real function is missing."""
+"""TEMPORARY shims (delete when the lead's ``hopkit.topk_scores`` and
+``hopkit.evaluate(..., score_fn=...)`` land on main), with the agreed
+signatures, built on plain NumPy selection and evaluate's own hit/metric
+helpers. Installed on the hopkit module only where the real one is missing."""
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 
 import hopkit
+from hopkit.ops.evaluate import _hits, ranking_metrics
 
 
-def _select(S, k, excl_rows, exclude):
-    S = np.array(S, dtype=np.float32 if S.dtype == np.float32 else np.float64)
+def topk_scores(scores, k, exclude=None, exclude_rows=None):
+    S = np.array(scores, dtype=np.float64 if np.asarray(scores).dtype == np.float64
+                 else np.float32)
     B, n = S.shape
-    if exclude is not None:
-        for b in range(B):
-            r = excl_rows[b]
-            if r >= 0:
-                S[b, exclude.indices[exclude.indptr[r]:exclude.indptr[r + 1]]] = -np.inf
-    kk = min(k, n)
-    idx = np.argsort(-S, axis=1, kind="stable")[:, :kk]
+    if exclude is not None and B:
+        rows = np.arange(B) if exclude_rows is None else np.asarray(exclude_rows, np.int64)
+        lo, deg = exclude.indptr[rows], exclude.indptr[rows + 1] - exclude.indptr[rows]
+        starts = np.cumsum(deg) - deg
+        pos = np.repeat(lo - starts, deg) + np.arange(int(deg.sum()))
+        S[np.repeat(np.arange(B), deg), np.asarray(exclude.indices)[pos]] = -np.inf
+    kk = min(int(k), n)
+    if kk == 0 or B == 0:
+        idx = np.zeros((B, 0), np.int64)
+    else:
+        idx = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
     sc = np.take_along_axis(S, idx, 1)
+    order = np.lexsort((idx, -sc), axis=-1)
+    idx, sc = np.take_along_axis(idx, order, 1), np.take_along_axis(sc, order, 1)
     idx = np.where(np.isneginf(sc), -1, idx).astype(np.int64)
     if kk < k:
         idx = np.pad(idx, ((0, 0), (0, k - kk)), constant_values=-1)
@@ -28,58 +38,33 @@ def _select(S, k, excl_rows, exclude):
     return sc, idx
 
 
-def topk_scores(scores, k, exclude=None, exclude_rows=None):
-    S = np.asarray(scores)
-    rows = np.arange(S.shape[0]) if exclude_rows is None else np.asarray(exclude_rows)
-    return _select(S, k, rows, exclude)
-
-
-def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None):
-    Q, X = np.asarray(queries), np.asarray(items)
-    rows = np.arange(Q.shape[0]) if exclude_rows is None else np.asarray(exclude_rows)
-    outs, outi = [], []
-    for s in range(0, Q.shape[0], 1024):
-        sc, ix = _select(Q[s:s + 1024] @ X.T, k, rows[s:s + 1024], exclude)
-        outs.append(sc)
-        outi.append(ix)
-    if not outs:
-        return np.zeros((0, k), Q.dtype), np.zeros((0, k), np.int64)
-    return np.concatenate(outs), np.concatenate(outi)
+_real_evaluate = hopkit.evaluate
 
 
 def evaluate(user_emb, item_emb, train, test, ks=(20,), metrics=("recall", "ndcg", "precision",
              "hit_rate", "map"), users=None, batch_size=None, return_per_user=False,
-             score_fn=None):
-    deg = np.diff(test.indptr)
-    users = np.flatnonzero(deg > 0) if users is None else np.asarray(users)
-    K = max(ks)
+             score_fn=None, **kw):
+    if score_fn is None:
+        return _real_evaluate(user_emb, item_emb, train, test, ks=ks, metrics=metrics,
+                              users=users, batch_size=batch_size,
+                              return_per_user=return_per_user, **kw)
+    n_items = test.shape[1]
+    n_test = np.diff(test.indptr)
+    users = np.arange(test.shape[0]) if users is None else np.asarray(users, np.int64)
+    users = users[n_test[users] > 0]
     bs = batch_size or 1024
-    acc = {f"{m}@{k}": [] for k in ks for m in metrics}
+    K = max(ks)
+    hits = np.zeros((len(users), K), dtype=bool)
     for s in range(0, len(users), bs):
         ub = users[s:s + bs]
-        if score_fn is not None:
-            _, idx = topk_scores(score_fn(ub), K, train, ub)
-        else:
-            _, idx = topk(user_emb[ub], item_emb, K, train, ub)
-        for b, u in enumerate(ub):
-            t = set(test.indices[test.indptr[u]:test.indptr[u + 1]].tolist())
-            hits = np.array([i in t for i in idx[b]], dtype=float)
-            for k in ks:
-                h = hits[:k]
-                nt = len(t)
-                dcg = (h / np.log2(np.arange(2, k + 2))).sum()
-                idcg = (1 / np.log2(np.arange(2, min(nt, k) + 2))).sum()
-                prec = np.cumsum(h) / np.arange(1, k + 1)
-                vals = {"recall": h.sum() / nt, "ndcg": dcg / idcg, "precision": h.sum() / k,
-                        "hit_rate": float(h.sum() > 0), "map": (prec * h).sum() / min(nt, k)}
-                for m in metrics:
-                    acc[f"{m}@{k}"].append(vals[m])
-    out = {key: float(np.mean(v)) if v else 0.0 for key, v in acc.items()}
-    if return_per_user:
-        return out, {key: np.asarray(v) for key, v in acc.items()}
-    return out
+        _, idx = topk_scores(score_fn(ub), K, train, ub)
+        hits[s:s + len(ub)] = _hits(test, ub, idx, n_items)
+    per_user = ranking_metrics(hits, n_test[users], ks, metrics)
+    means = {name: float(v.mean()) if len(v) else float("nan") for name, v in per_user.items()}
+    return (means, {"users": users, **per_user}) if return_per_user else means
 
 
-for _name in ("topk", "topk_scores", "evaluate"):
-    if not hasattr(hopkit, _name):
-        setattr(hopkit, _name, globals()[_name])
+if not hasattr(hopkit, "topk_scores"):
+    hopkit.topk_scores = topk_scores
+if "score_fn" not in inspect.signature(hopkit.evaluate).parameters:
+    hopkit.evaluate = evaluate

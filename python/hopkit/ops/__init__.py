@@ -6,12 +6,12 @@ allocation and backend choice: NumPy in gives NumPy out; torch in gives torch
 out on the same device, differentiable through ``hopkit.autograd.<op>``.
 """
 
+from .attention import attention_aggregate
+from .evaluate import evaluate
+from .propagate import propagate
 from .sampling import bpr_triples, sample_negatives
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
+from .topk import ItemIndex, topk
 
-__all__ = ["EDGE", "MESSAGES", "REDUCES", "bpr_triples", "sample_negatives", "sddmm", "spmm"]
-
-from .attention import attention_aggregate  # noqa: E402
-from .propagate import propagate  # noqa: E402
-
-__all__ += ["attention_aggregate", "propagate"]
+__all__ = ["EDGE", "MESSAGES", "REDUCES", "ItemIndex", "attention_aggregate", "bpr_triples",
+           "evaluate", "propagate", "sample_negatives", "sddmm", "spmm", "topk"]

@@ -1,0 +1,224 @@
+"""topk: batched top-K inner-product retrieval with exclusion; ItemIndex."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import _backend
+from .._torch import is_tensor
+from ..csr import CSR, as_csr
+from ._common import FLOATS as _FLOATS
+from ._common import check_device as _check_device
+from ._common import to_numpy as _to_numpy
+
+
+def _dense(op, name, x, dtype=None):
+    a = _to_numpy(x)
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a NumPy array or torch tensor, got "
+                        f"{type(x).__name__}")
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{op}: {name} must have the dtype of queries ({np.dtype(dtype)}), got "
+                        f"{a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{op}: {name} must be 2-D, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+class ItemIndex:
+    """Items [N, d] prepared once for repeated :func:`topk` calls.
+
+    The native backend packs the items into its micro-kernel's panel layout
+    (128-byte panels of items, feature-major) once, here, instead of on every
+    call; a serving loop over single queries then reads the packed items
+    straight from memory (FAISS ``IndexFlatIP`` likewise keeps its vectors).
+    The caller's array is referenced, not copied (the Numba/NumPy backends
+    read it directly) and never written; do not modify it while the index is
+    in use. Pass the index as ``items`` to ``topk`` (or ``evaluate``).
+    """
+
+    __slots__ = ("items", "_prepared", "torch_in")
+
+    def __init__(self, items):
+        _check_device("ItemIndex", items=items)
+        self.torch_in = is_tensor(items)
+        a = _dense("ItemIndex", "items", items)
+        self.items = a
+        self._prepared = {}
+
+    @property
+    def shape(self):
+        return self.items.shape
+
+    @property
+    def dtype(self):
+        return self.items.dtype
+
+    def __len__(self):
+        return self.items.shape[0]
+
+    def __repr__(self):
+        return f"ItemIndex(shape={self.shape}, dtype={self.dtype})"
+
+    def prepared(self, be):
+        """The items in backend ``be``'s layout (built on first use, cached)."""
+        key = _backend.name_of(be)
+        p = self._prepared.get(key)
+        if p is None:
+            p = be.topk_prepare(self.items)
+            self._prepared[key] = p
+        return p
+
+
+def sorted_rows(A: CSR):
+    """(indptr, indices) of A with every row sorted and free of duplicates:
+    A's own arrays when they already are (checked once, cached on A)."""
+    c = A._cache.get("topk_sorted_rows")
+    if c is None:
+        ind = A.indices
+        if A.nnz > 1:
+            rows = A.row_ids()
+            same = rows[1:] == rows[:-1]
+            ok = not bool(np.any(same & (ind[1:] <= ind[:-1])))
+        else:
+            ok = True
+        if ok:
+            c = (A.indptr, ind)
+        else:
+            rows = A.row_ids()
+            order = np.lexsort((ind, rows))
+            s, r = ind[order], rows[order]
+            keep = np.ones(len(s), dtype=bool)
+            keep[1:] = (r[1:] != r[:-1]) | (s[1:] != s[:-1])
+            s, r = np.ascontiguousarray(s[keep]), r[keep]
+            indptr = np.zeros(A.n_rows + 1, dtype=np.int64)
+            np.cumsum(np.bincount(r, minlength=A.n_rows), out=indptr[1:])
+            c = (indptr, s)
+        A._cache["topk_sorted_rows"] = c
+    return c
+
+
+def _check_ids(op, name, A: CSR, N):
+    """Every id of A must be an item: A.n_cols <= N, or its largest id < N."""
+    if A.n_cols <= N or A.nnz == 0:
+        return
+    bad = np.flatnonzero(A.indices >= N)
+    if len(bad):
+        e = int(bad[0])
+        r = int(np.searchsorted(A.indptr, e, side="right") - 1)
+        raise ValueError(f"{op}: {name} ids must lie in [0, {N}) (items.shape[0]); row {r} has "
+                         f"item {int(A.indices[e])}")
+
+
+def _check_k(op, k):
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{op}: k must be an integer, got {type(k).__name__}")
+    if k < 0:
+        raise ValueError(f"{op}: k must be >= 0, got {k}")
+    return int(k)
+
+
+def _exclusion(op, exclude, exclude_rows, B, N):
+    if exclude is None:
+        if exclude_rows is not None:
+            raise ValueError(f"{op}: exclude_rows needs exclude (the CSR whose rows it selects)")
+        return None, None, None
+    E = as_csr(exclude, op)
+    _check_ids(op, "exclude", E, N)
+    indptr, indices = sorted_rows(E)
+    if exclude_rows is None:
+        if E.n_rows != B:
+            raise ValueError(f"{op}: exclude must have one row per query ({B} rows), or pass "
+                             f"exclude_rows to map queries to its rows; got {E.n_rows} rows")
+        return indptr, indices, None
+    r = _to_numpy(exclude_rows)
+    r = np.asarray(r)
+    if r.ndim != 1 or r.dtype.kind not in "iu":
+        raise ValueError(f"{op}: exclude_rows must be a 1-D integer array, got "
+                         f"{r.dtype} with shape {r.shape}")
+    if r.shape[0] != B:
+        raise ValueError(f"{op}: exclude_rows must have one entry per query ({B}), got "
+                         f"{r.shape[0]}")
+    if B:
+        bad = (r < 0) | (r >= E.n_rows)
+        if bad.any():
+            b = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{op}: exclude_rows must lie in [0, {E.n_rows}) (exclude.shape[0])"
+                             f"; exclude_rows[{b}] = {int(r[b])}")
+    return indptr, indices, np.ascontiguousarray(r, dtype=np.int64)
+
+
+def _candidates(op, candidates, B, N):
+    if candidates is None:
+        return None, None
+    C = as_csr(candidates, op)
+    if C.n_rows != B:
+        raise ValueError(f"{op}: candidates must have one row per query ({B} rows), got "
+                         f"{C.n_rows}")
+    _check_ids(op, "candidates", C, N)
+    return sorted_rows(C)
+
+
+def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None, *, backend=None):
+    """The k items with the largest inner product for each query.
+
+    Parameters
+    ----------
+    queries : [B, d] float32/float64, NumPy array or torch tensor.
+    items : [N, d] of the same dtype, or a :class:`hopkit.ItemIndex`.
+    k : int >= 0. Rows have k entries; when fewer than k items are left (after
+        exclusion / candidates, or k > N) the tail is idx -1, score -inf.
+    exclude : optional CSR (hopkit / scipy / torch sparse): row r lists item
+        ids never returned for the query mapped to row r (e.g. the training
+        items of a user). Rows may be unsorted or repeat ids.
+    exclude_rows : optional int array [B]: query b uses row ``exclude_rows[b]``
+        of ``exclude`` (so ``exclude=train, exclude_rows=user_ids`` serves any
+        batch of users without slicing). Default: row b (exclude has B rows).
+    candidates : optional CSR with B rows: query b only scores the items of
+        row b (filtered serving).
+    backend : "auto"/None, "native", "numba" or "numpy".
+
+    Returns ``(scores, idx)``: scores [B, k] in the input dtype, sorted
+    descending; idx [B, k] int64. Ties go to the smaller item index, on every
+    backend. NaN and -inf scores never enter the top-k (a NaN in a query or
+    item row removes the affected scores; a row with every score NaN is all
+    padding). Torch in (queries, items or an ItemIndex built from a tensor)
+    gives torch tensors out (no gradient); NumPy in gives NumPy out.
+    """
+    op = "topk"
+    _check_device(op, queries=queries,
+                  items=None if isinstance(items, ItemIndex) else items)
+    torch_out = is_tensor(queries) or (items.torch_in if isinstance(items, ItemIndex)
+                                       else is_tensor(items))
+    Q = _dense(op, "queries", queries)
+    index = items if isinstance(items, ItemIndex) else None
+    X = index.items if index is not None else _dense(op, "items", items)
+    if X.dtype != Q.dtype:
+        raise TypeError(f"{op}: items must have the dtype of queries ({Q.dtype}), got {X.dtype}")
+    B, d = Q.shape
+    N = X.shape[0]
+    if X.shape[1] != d:
+        raise ValueError(f"{op}: items must have d = {d} columns (queries.shape[1]), got "
+                         f"{X.shape[1]}")
+    k = _check_k(op, k)
+    ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
+    c_indptr, c_indices = _candidates(op, candidates, B, N)
+    if (ex_indices is not None and c_indices is not None
+            and ex_indices.dtype != c_indices.dtype):
+        ex_indices, c_indices = ex_indices.astype(np.int64), c_indices.astype(np.int64)
+    be = _backend.resolve(backend, op)
+    scores = np.full((B, k), -np.inf, dtype=Q.dtype)
+    idx = np.full((B, k), -1, dtype=np.int64)
+    if k and B:
+        prepared = index.prepared(be) if index is not None else be.topk_prepare(X)
+        be.topk(Q, prepared, N, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices,
+                scores, idx)
+    if torch_out:
+        import torch
+
+        return torch.from_numpy(scores), torch.from_numpy(idx)
+    return scores, idx
