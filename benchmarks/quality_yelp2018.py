@@ -34,6 +34,9 @@ import sys
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # hopkit + torch OpenMP runtimes
+# NumPy's OpenBLAS pool spin-waits against the OpenMP threads on a busy 2-core
+# machine (10-20x slower tall GEMMs); hopkit and torch keep their threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import hopkit  # noqa: E402
 import numpy as np  # noqa: E402

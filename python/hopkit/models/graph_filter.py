@@ -12,17 +12,31 @@ from ..csr import CSR
 from ._base import Recommender
 
 
-def _orth(Y):
-    """Orthonormal basis of the columns of Y (CholeskyQR2 in float64: two
-    Gram GEMMs and a small Cholesky each, far cheaper than Householder QR on
-    a tall matrix); falls back to QR if the Gram matrix is not positive."""
-    Q = np.asarray(Y, dtype=np.float64)
+def _mm(a, b):
+    """Dense a @ b. Through torch when it is installed: NumPy's OpenBLAS
+    thread pool spin-waits against hopkit's OpenMP threads and was 10-20x
+    slower for these tall GEMMs on a busy 2-core machine."""
     try:
-        for _ in range(2):
-            L = np.linalg.cholesky(Q.T @ Q)
-            Q = Q @ np.linalg.inv(L).T
+        import torch
+    except ImportError:
+        return a @ b
+    return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(
+        np.ascontiguousarray(b))).numpy()
+
+
+def _orth(Y, passes=2, dtype=np.float64):
+    """Orthonormal basis of the columns of Y by CholeskyQR (``passes`` times:
+    a Gram GEMM, a small Cholesky and a GEMM each, far cheaper than
+    Householder QR on a tall matrix); falls back to QR if the Gram matrix is
+    not positive definite."""
+    Q = np.asarray(Y, dtype=dtype)
+    try:
+        for _ in range(passes):
+            G = _mm(Q.T, Q).astype(np.float64)
+            L = np.linalg.cholesky(G + 1e-7 * np.trace(G) / len(G) * np.eye(len(G)))
+            Q = _mm(Q, np.linalg.inv(L).T.astype(dtype))
     except np.linalg.LinAlgError:
-        Q = np.linalg.qr(np.asarray(Y, dtype=np.float64))[0]
+        Q = np.linalg.qr(np.asarray(Y, dtype=np.float64))[0].astype(dtype)
     return Q
 
 
@@ -41,13 +55,16 @@ def randomized_svd(A: CSR, k, oversample=16, n_iter=4, seed=0, dtype=np.float32)
     def mul(M, X):
         return hopkit.spmm(M, np.ascontiguousarray(X, dtype=dtype))
 
-    Q = _orth(mul(AT, rng.standard_normal((m, p))))  # [n, p]
+    # power iterations: one float32 CholeskyQR pass only keeps the block well
+    # conditioned; the final basis gets two float64 passes (CholeskyQR2)
+    Q = _orth(mul(AT, rng.standard_normal((m, p))), 1, np.float32)  # [n, p]
     for _ in range(n_iter):
-        Q = _orth(mul(AT, _orth(mul(A, Q))))
+        Q = _orth(mul(AT, _orth(mul(A, Q), 1, np.float32)), 1, np.float32)
+    Q = _orth(Q)
     Bm = mul(A, Q).astype(np.float64)  # [m, p] = A Q; A ~ A Q Q^T
-    w, W = np.linalg.eigh(Bm.T @ Bm)  # right singular vectors of A Q
+    w, W = np.linalg.eigh(_mm(Bm.T, Bm))  # right singular vectors of A Q
     order = np.argsort(w)[::-1][:k]
-    return np.sqrt(np.maximum(w[order], 0.0)), Q @ W[:, order]
+    return np.sqrt(np.maximum(w[order], 0.0)), _mm(Q, W[:, order])
 
 
 class GraphFilter(Recommender):
@@ -153,7 +170,7 @@ class GraphFilter(Recommender):
                 Y = hopkit.spmm(self._Rn, X)
                 out[s:s + len(ub)] = hopkit.spmm(self._RnT, Y).T
             if self.alpha > 0 and self.left is not None:
-                out[s:s + len(ub)] += self.alpha * (self._queries(ub) @ self.right.T)
+                out[s:s + len(ub)] += self.alpha * _mm(self._queries(ub), self.right.T)
         return out
 
     def _config(self):
