@@ -76,17 +76,22 @@ def test_plot(tmp_path, data_dir):
     (["evaluate", "--model", "EMPTY", "--data", "DATA"], "model.json is missing"),
     (["train", "--data", "BAD", "--out", "OUT"], "bad.csv:2:"),
 ])
-def test_user_errors_exit_2(tmp_path, data_dir, gf_model, argv, message):
-    model = gf_model
+def test_user_errors_exit_2(tmp_path, data_dir, gf_model, argv, message, capsys):
     (tmp_path / "empty").mkdir()
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2,3\n1,2\n")
-    repl = {"OUT": str(tmp_path / "o"), "MODEL": str(model), "EMPTY": str(tmp_path / "empty"),
+    repl = {"OUT": str(tmp_path / "o"), "MODEL": str(gf_model), "EMPTY": str(tmp_path / "empty"),
             "DATA": data_dir, "BAD": str(bad)}
     argv = [repl.get(a, a) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hopkit: error:") and message in err, err
+
+
+def test_user_error_in_a_subprocess_has_no_traceback(gf_model):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    r = subprocess.run([sys.executable, "-m", "hopkit.cli", *argv], capture_output=True,
-                       text=True, env=env, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "hopkit.cli", "recommend", "--model",
+                        str(gf_model), "--user", "nobody"], capture_output=True, text=True,
+                       env=env, timeout=120)
     assert r.returncode == 2, r.stderr
-    assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.startswith("hopkit: error:")
+    assert "unknown user 'nobody'" in r.stderr and "Traceback" not in r.stderr, r.stderr
