@@ -104,8 +104,9 @@ class Recommender:
         excl = self.train if exclude_seen else None
         emb = self.embeddings()
         outs, outi = [], []
-        for s in range(0, len(rows), 4096):
-            rb = rows[s:s + 4096]
+        step = 4096 if emb is not None else 1024  # dense score blocks stay <= 1024 x n_items
+        for s in range(0, len(rows), step):
+            rb = rows[s:s + step]
             if emb is not None:
                 sc, ix = hopkit.topk(np.ascontiguousarray(emb[0][rb]), emb[1], int(k),
                                      exclude=excl, exclude_rows=rb if excl is not None else None)
@@ -137,8 +138,9 @@ class Recommender:
         if emb is not None:
             return hopkit.evaluate(emb[0], emb[1], self.train, test, ks=tuple(ks),
                                    metrics=tuple(metrics), batch_size=batch_size)
+        # dense score blocks: bound them (batch x n_items floats)
         return hopkit.evaluate(None, None, self.train, test, ks=tuple(ks), metrics=tuple(metrics),
-                               batch_size=batch_size, score_fn=self.score_block)
+                               batch_size=batch_size or 1024, score_fn=self.score_block)
 
     # ---------------------------------------------------------------- persistence
     def _config(self) -> dict:
