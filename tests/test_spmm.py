@@ -182,3 +182,17 @@ def test_fallback_warns_once_when_native_missing(monkeypatch, rng):
     np.testing.assert_allclose(Y, ref(A, X, "sum"))
     with pytest.raises(ValueError, match="backend='native' requested but"):
         hopkit.spmm(A, X, backend="native")
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["numpy"])
+def test_grad_on_a_transpose_with_edge_weights(backend):
+    """A made by .T: A.T is the cached original (no perm), so the X gradient
+    must read the edge weights through the inverse of A.perm."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    B = hopkit.CSR.from_coo(rng.integers(0, 6, 40), rng.integers(0, 5, 40), shape=(6, 5),
+                            sum_duplicates=False)
+    A = B.T
+    X = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    E = torch.rand(A.nnz, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda x, e: hopkit.spmm(A, x, "sum", e, backend=backend), (X, E))

@@ -318,3 +318,100 @@ def test_evaluate_torch_and_errors(rng):
         hopkit.evaluate(U, V, train, test, users=[3, 20])
     empty = hopkit.CSR(np.zeros(21, np.int64), np.zeros(0, np.int64), None, (20, 50))
     assert np.isnan(hopkit.evaluate(U, V, train, empty)["recall@20"])
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_topk_scipy_inputs_and_mixed_index_dtypes(rng, backend):
+    Q, X = int_data(rng, 12, 90, 6, np.float64)
+    E = sp.random(12, 90, density=0.2, random_state=3, format="csr")          # scipy, int32
+    C = random_csr(rng, 12, 90, 0.5, np.int64)                               # int64 ids
+    s, i = hopkit.topk(Q, X, 10, exclude=E, candidates=C, backend=backend)
+    rs, ri = brute(Q, X, 10, E, None, C.to_scipy())
+    np.testing.assert_array_equal(i, ri)
+    np.testing.assert_array_equal(s, rs)
+
+
+def test_evaluate_accepts_item_index(rng):
+    U, V = int_data(rng, 30, 80, 5, np.float32)
+    train, test = split_interactions(rng, 30, 80, 0.15)
+    a = hopkit.evaluate(U, V, train, test, ks=(5, 10))
+    b = hopkit.evaluate(U, hopkit.ItemIndex(V), train, test, ks=(5, 10))
+    assert a == b and set(a) == {f"{m}@{k}" for m in
+                                 ("recall", "ndcg", "precision", "hit_rate", "map")
+                                 for k in (5, 10)}
+
+
+def brute_select(S, k, exclude=None, rows=None):
+    """Oracle for topk_scores: explicit masking, stable argsort of given scores."""
+    B, N = S.shape
+    valid = ~np.isnan(S) & (S > -np.inf)
+    if exclude is not None:
+        E = sp.csr_matrix(exclude)
+        for b in range(B):
+            r = b if rows is None else rows[b]
+            valid[b, E.indices[E.indptr[r]:E.indptr[r + 1]]] = False
+    scores = np.full((B, k), -np.inf, dtype=S.dtype)
+    idx = np.full((B, k), -1, dtype=np.int64)
+    for b in range(B):
+        order = np.argsort(np.where(valid[b], -S[b], np.inf), kind="stable")
+        order = order[valid[b, order]][:k]
+        scores[b, :len(order)] = S[b, order]
+        idx[b, :len(order)] = order
+    return scores, idx
+
+
+@pytest.mark.parametrize("backend", ALL)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 40, 55), (40, 300, 12), (2, 70000, 9),
+                                   (9, 31, 0)])
+def test_topk_scores_ties_exclusion_padding(rng, backend, dtype, shape):
+    B, N, k = shape
+    S = rng.integers(-3, 4, (B, N)).astype(dtype)
+    S[0, : min(N, 2)] = np.nan
+    if N > 3:
+        S[-1, 3] = -np.inf
+    E = random_csr(rng, B + 2, N, 0.2)
+    rows = rng.integers(0, B + 2, B)
+    for kw, ref in [({}, brute_select(S, k)),
+                    ({"exclude": E, "exclude_rows": rows},
+                     brute_select(S, k, E.to_scipy(), rows))]:
+        s, i = hopkit.topk_scores(S, k, backend=backend, **kw)
+        assert s.dtype == dtype and i.shape == (B, k) == s.shape
+        np.testing.assert_array_equal(i, ref[1])
+        np.testing.assert_array_equal(s, ref[0])
+
+
+def test_topk_scores_matches_topk_and_errors(rng):
+    Q, X = int_data(rng, 25, 400, 6, np.float32)
+    E = random_csr(rng, 25, 400, 0.1)
+    a = hopkit.topk(Q, X, 15, exclude=E)
+    b = hopkit.topk_scores(Q @ X.T, 15, exclude=E)
+    np.testing.assert_array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match=r"topk_scores: scores must be 2-D"):
+        hopkit.topk_scores(np.zeros(5, np.float32), 2)
+    with pytest.raises(TypeError, match=r"topk_scores: scores must be float32 or float64"):
+        hopkit.topk_scores(np.zeros((2, 5), np.int64), 2)
+    with pytest.raises(ValueError, match=r"topk_scores: k must be >= 0"):
+        hopkit.topk_scores(np.zeros((2, 5)), -1)
+    with pytest.raises(ValueError, match=r"topk_scores: exclude must have one row per query"):
+        hopkit.topk_scores(np.zeros((2, 5)), 1, exclude=random_csr(rng, 3, 5, 0.5))
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_evaluate_score_fn_matches_embeddings(rng, backend):
+    U, V = int_data(rng, 50, 120, 6, np.float64, -3, 4)
+    train, test = split_interactions(rng, 50, 120, 0.15)
+    calls = []
+
+    def score_fn(users):
+        calls.append(len(users))
+        return U[users] @ V.T
+
+    a = hopkit.evaluate(U, V, train, test, ks=(5, 20), backend=backend)
+    b = hopkit.evaluate(None, None, train, test, ks=(5, 20), score_fn=score_fn, batch_size=16,
+                        backend=backend)
+    assert a == b and max(calls) <= 16 and len(calls) >= 3
+    with pytest.raises(ValueError, match=r"evaluate: score_fn must return scores of shape"):
+        hopkit.evaluate(None, None, train, test, score_fn=lambda u: np.zeros((len(u), 3)))
+    with pytest.raises(ValueError, match=r"evaluate: pass either score_fn or user_emb"):
+        hopkit.evaluate(U, V, train, test, score_fn=score_fn)

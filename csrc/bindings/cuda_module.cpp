@@ -9,6 +9,12 @@
 
 namespace py = pybind11;
 
+void bind_cuda_csr(py::module_& m);
+void bind_cuda_spmm(py::module_& m);
+void bind_cuda_propagate(py::module_& m);
+void bind_cuda_attention(py::module_& m);
+void bind_cuda_topk(py::module_& m);
+
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "hopkit CUDA kernels";
 #ifdef HOPKIT_CUDA_ARCHS
@@ -20,4 +26,9 @@ PYBIND11_MODULE(_cuda, m) {
                                          reinterpret_cast<void*>(stream));
     if (!err.empty()) throw std::runtime_error("hopkit._cuda.fill: " + err);
   });
+  bind_cuda_csr(m);
+  bind_cuda_spmm(m);
+  bind_cuda_propagate(m);
+  bind_cuda_attention(m);
+  bind_cuda_topk(m);
 }

@@ -19,6 +19,10 @@ PYBIND11_MODULE(_native, m) {
   m.attr("__version__") = HOPKIT_VERSION;
 #endif
   m.attr("openmp") = bool(HOPKIT_BUILD_OPENMP);
+#ifdef HOPKIT_CUDA_OPTION
+  m.attr("cuda_option") = HOPKIT_CUDA_OPTION;  // AUTO | ON | OFF at configure time
+  m.attr("cuda_built") = bool(HOPKIT_CUDA_BUILT);
+#endif
   m.def("active_isa", [] { return hopkit::isa_name(hopkit::active_isa()); });
   m.def("compiled_isas", &hopkit::compiled_isas);
   m.def("get_num_threads", &hopkit::max_threads);

@@ -1,5 +1,7 @@
 #include "hopkit/topk.h"
 
+#include <algorithm>
+
 #include "common.h"
 
 using namespace hopkit_bind;
@@ -11,6 +13,30 @@ py::object index_dtype_source(const py::object& ex_indices, const py::object& ca
   if (!ex_indices.is_none()) return ex_indices;
   if (!cand_indices.is_none()) return cand_indices;
   return py::array_t<int32_t>(0);
+}
+
+// Runs the kernel in blocks of >= 4096 queries (~2^33 flops), polling Ctrl-C
+// between them. Offsetting indptr pointers keeps their absolute positions valid.
+template <class T, class I>
+void run_blocks(const hopkit::TopkArgs<T, I>& a, T* s, int64_t* ix) {
+  const int64_t B = a.B, d = a.d, k = a.k;
+  const double per_query = 2.0 * double(std::max<int64_t>(a.N, 1)) *
+                           double(std::max<int64_t>(d, 1));
+  const int64_t block = std::max<int64_t>(4096, int64_t(8.6e9 / per_query));
+  for (int64_t b0 = 0; b0 < B; b0 += block) {
+    hopkit::TopkArgs<T, I> c = a;
+    c.B = std::min(block, B - b0);
+    c.queries = a.queries ? a.queries + b0 * d : nullptr;
+    if (a.scored) c.scored = a.scored + b0 * a.N;
+    if (a.ex_indptr && !a.ex_rows) c.ex_indptr = a.ex_indptr + b0;
+    if (a.ex_rows) c.ex_rows = a.ex_rows + b0;
+    if (a.cand_indptr) c.cand_indptr = a.cand_indptr + b0;
+    {
+      py::gil_scoped_release release;
+      hopkit::topk<T, I>(c, s + b0 * k, ix + b0 * k);
+    }
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
 }
 
 }  // namespace
@@ -78,9 +104,31 @@ void bind_topk(py::module_& m) {
           a.cand_indices = ptr<I>(cand_indices, "candidates indices");
           T* s = ptr<T>(scores, "scores");
           int64_t* ix = ptr<int64_t>(idx, "idx");
-          py::gil_scoped_release release;
-          hopkit::topk<T, I>(a, s, ix);
+          run_blocks(a, s, ix);
         });
       },
       "Top-k inner products with exclusion / candidates (see csrc/include/hopkit/topk.h)");
+  m.def(
+      "topk_select",
+      [](py::object scored, int64_t k, py::object ex_indptr, py::object ex_indices,
+         py::object ex_rows, py::object scores, py::object idx) {
+        py::array S = py::reinterpret_borrow<py::array>(scored);
+        if (S.ndim() != 2) throw py::value_error("hopkit native: topk_select needs scores [B, N]");
+        dispatch_value_index(scored, index_dtype_source(ex_indices, py::none()),
+                             [&](auto t, auto i) {
+          using T = decltype(t);
+          using I = decltype(i);
+          hopkit::TopkArgs<T, I> a{};
+          a.scored = ptr<T>(scored, "scores");
+          a.B = S.shape(0);
+          a.N = S.shape(1);
+          a.d = 0;
+          a.k = k;
+          a.ex_indptr = ptr<int64_t>(ex_indptr, "exclude indptr");
+          a.ex_indices = ptr<I>(ex_indices, "exclude indices");
+          a.ex_rows = ptr<int64_t>(ex_rows, "exclude_rows");
+          run_blocks(a, ptr<T>(scores, "out scores"), ptr<int64_t>(idx, "idx"));
+        });
+      },
+      "Top-k of given scores [B, N] with exclusion (the selection of topk)");
 }

@@ -7,9 +7,10 @@
 // (MR x NR scores in registers, one FMA chain per score over f = 0..d-1, so a
 // score does not depend on the blocking). The tile is compared with each
 // query's current threshold in registers; only lanes that beat it leave the
-// registers, are checked against the query's exclusion row (a pointer walks
-// the sorted row as the items advance) and enter the query's buffer. A full
-// buffer is cut back to the k best (nth_element), which raises the threshold.
+// registers (AVX-512: compressed straight into the query's buffer). A full
+// buffer first drops its new entries that are in the query's exclusion row (a
+// pointer walks the sorted row as the items advance), then is cut back to the
+// k best (branchless quickselect), which raises the threshold.
 // Tasks: query chunks in parallel; when B is small, also item chunks, whose
 // partial lists are merged per query. Order everywhere is (score desc, item
 // asc), so the result does not depend on the schedule.
@@ -141,6 +142,26 @@ inline __attribute__((always_inline)) void score_tile(const T* __restrict q,
   }
 }
 
+// Selection only: the M x NR tile of given scores at s (row stride ld), lanes
+// past n filled with -inf (never selected).
+template <int M, class T>
+inline __attribute__((always_inline)) void load_tile(const T* __restrict s, int64_t ld, int n,
+                                                     typename Simd<T>::V (&acc)[M][kNV<T>]) {
+  using S = Simd<T>;
+  constexpr int NR = kNR<T>;
+  alignas(64) T pad[NR];
+#pragma GCC unroll 16
+  for (int m = 0; m < M; ++m) {
+    const T* row = s + m * ld;
+    if (n < NR) {
+      for (int l = 0; l < NR; ++l) pad[l] = l < n ? row[l] : -std::numeric_limits<T>::infinity();
+      row = pad;
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < kNV<T>; ++v) acc[m][v] = S::load(row + v * S::L);
+  }
+}
+
 // Lanes of one tile row whose score beats t (NaN never does).
 template <class T>
 inline __attribute__((always_inline)) uint64_t above(const typename Simd<T>::V (&row)[kNV<T>], T t) {
@@ -202,78 +223,6 @@ T kth_largest(T* a, T* b, int64_t n, int64_t kth) {
   return a[kth];
 }
 
-// Running top-k of nq queries: a buffer of `cap` (score, item) per query in
-// arrival order; only scores above the query's threshold enter. A full buffer
-// is cut to its k best: t = k-th largest score, then a stable branchless pass
-// keeps every score > t and the earliest entries equal to t; the threshold
-// becomes t. Items reach a list in increasing order, so the buffer is sorted by
-// item and an item tying the threshold loses to the kept ones (smaller index).
-template <class T>
-struct Lists {
-  int64_t k, cap;
-  std::vector<T> sc, tmp;
-  std::vector<int64_t> ix, cnt;
-  std::vector<T> thr;
-
-  Lists(int64_t nq, int64_t k_, int64_t n_items) : k(k_) {
-    // A small slack keeps the threshold close to the running k-th score (fewer
-    // lanes pass it) at the price of more frequent, cheap cuts.
-    cap = std::max<int64_t>(1, std::min<int64_t>(k + std::max<int64_t>(k / 2, 16), n_items));
-    sc.resize(size_t(nq * cap));
-    ix.resize(size_t(nq * cap));
-    tmp.resize(size_t(2 * cap));
-    cnt.assign(size_t(nq), 0);
-    thr.assign(size_t(nq), -std::numeric_limits<T>::infinity());
-  }
-  void push(int64_t q, T s, int64_t i) {
-    const int64_t c = cnt[q]++;
-    sc[size_t(q * cap + c)] = s;
-    ix[size_t(q * cap + c)] = i;
-    if (c + 1 == cap && cap > k) cut(q);
-  }
-  __attribute__((noinline)) void cut(int64_t q) {
-    T* s = sc.data() + q * cap;
-    int64_t* id = ix.data() + q * cap;
-    const int64_t n = cnt[q];
-    std::copy(s, s + n, tmp.data());
-    const T t = kth_largest(tmp.data(), tmp.data() + cap, n, k - 1);
-    int32_t n_gt = 0;
-#pragma omp simd reduction(+ : n_gt)
-    for (int64_t r = 0; r < n; ++r) n_gt += s[r] > t ? 1 : 0;
-    int64_t need_eq = k - n_gt;
-    int64_t w = 0;
-    for (int64_t r = 0; r < n; ++r) {
-      const bool eq = s[r] == t;
-      const bool keep = (s[r] > t) | (eq & (need_eq > 0));
-      need_eq -= eq & keep;
-      s[w] = s[r];
-      id[w] = id[r];
-      w += keep;
-    }
-    cnt[q] = w;  // == k
-    thr[q] = t;
-  }
-  // Writes the sorted list of query q to out_s/out_i[0, width), padded.
-  void finish(int64_t q, T* out_s, int64_t* out_i, int64_t width,
-              std::vector<Entry<T>>& scratch) {
-    const T* s = sc.data() + q * cap;
-    const int64_t* id = ix.data() + q * cap;
-    const int64_t c = cnt[q];
-    scratch.resize(size_t(c));
-    for (int64_t r = 0; r < c; ++r) scratch[size_t(r)] = {s[r], id[r]};
-    const int64_t n = std::min(c, width);
-    std::partial_sort(scratch.begin(), scratch.begin() + n, scratch.end(), before<T>);
-    for (int64_t r = 0; r < n; ++r) {
-      out_s[r] = scratch[size_t(r)].s;
-      out_i[r] = scratch[size_t(r)].i;
-    }
-    for (int64_t r = n; r < width; ++r) {
-      out_s[r] = -std::numeric_limits<T>::infinity();
-      out_i[r] = -1;
-    }
-  }
-};
-
 // Exclusion row of one query, walked forwards as its items increase.
 template <class I>
 struct ExWalk {
@@ -296,19 +245,167 @@ ExWalk<I> ex_walk(const TopkArgs<T, I>& a, int64_t q, int64_t j0) {
   return w;
 }
 
-// Lanes `bits` of a tile row (scores s) go to query q's list; item of lane l: id(l).
-template <class T, class I, class Id>
-__attribute__((noinline)) void offer(Lists<T>& lists, int64_t q, ExWalk<I>& ex, const T* s,
-                                     uint64_t bits, Id&& id) {
-  while (bits) {
-    const int l = __builtin_ctzll(bits);
-    bits &= bits - 1;
-    if (s[l] > lists.thr[q]) {
-      const int64_t j = id(l);
-      if (!ex.hit(j)) lists.push(q, s[l], j);
+// Running top-k of nq queries. Each query has a buffer of (score, item) in
+// arrival order, which is increasing item order; lanes above the query's
+// threshold are appended a tile row at a time (AVX-512: compressed straight
+// from the registers). Once a buffer holds `cap` entries it is cut: entries
+// appended since the last cut are checked against the query's exclusion row
+// (one forward walk), then, if more than k remain, t = the k-th largest score
+// and a stable branchless pass keeps every score > t and the earliest entries
+// equal to t; t becomes the threshold. An item tying the threshold arrives
+// later than the kept ones, so it has the larger index and loses: exact.
+template <class T, class I>
+struct Lists {
+  int64_t k, cap, stride;
+  std::vector<T> sc, tmp;
+  std::vector<int64_t> ix, cnt, fresh;
+  std::vector<T> thr;
+  std::vector<ExWalk<I>> ex;
+
+  Lists(int64_t nq, int64_t k_, int64_t n_items) : k(k_) {
+    // A small slack keeps the threshold close to the running k-th score (fewer
+    // lanes pass it) at the price of more frequent, cheap cuts.
+    cap = std::max<int64_t>(1, std::min<int64_t>(k + std::max<int64_t>(k / 2, 16), n_items));
+    stride = cap + 2 * kNR<T> + 16;  // a tile row past cap, plus whole-vector stores
+    sc.resize(size_t(nq * stride));
+    ix.resize(size_t(nq * stride));
+    tmp.resize(size_t(2 * stride));
+    cnt.assign(size_t(nq), 0);
+    fresh.assign(size_t(nq), 0);
+    thr.assign(size_t(nq), -std::numeric_limits<T>::infinity());
+    ex.resize(size_t(nq));
+  }
+  T* scores(int64_t q) { return sc.data() + q * stride; }
+  int64_t* items(int64_t q) { return ix.data() + q * stride; }
+
+  // Drops the excluded entries among those appended since the last check.
+  void filter(int64_t q) {
+    ExWalk<I>& w = ex[size_t(q)];
+    int64_t r = fresh[q];
+    const int64_t n = cnt[q];
+    if (w.p < w.e) {
+      T* s = scores(q);
+      int64_t* id = items(q);
+      int64_t o = r;
+      for (; r < n; ++r) {
+        const bool keep = !w.hit(id[r]);
+        s[o] = s[r];
+        id[o] = id[r];
+        o += keep;
+      }
+      cnt[q] = o;
+    }
+    fresh[q] = cnt[q];
+  }
+  __attribute__((noinline)) void cut(int64_t q) {
+    filter(q);
+    const int64_t n = cnt[q];
+    if (n <= k) return;
+    T* s = scores(q);
+    int64_t* id = items(q);
+    std::copy(s, s + n, tmp.data());
+    const T t = kth_largest(tmp.data(), tmp.data() + stride, n, k - 1);
+    int32_t n_gt = 0;
+#pragma omp simd reduction(+ : n_gt)
+    for (int64_t r = 0; r < n; ++r) n_gt += s[r] > t ? 1 : 0;
+    int64_t need_eq = k - n_gt;
+    int64_t w = 0;
+    for (int64_t r = 0; r < n; ++r) {
+      const bool eq = s[r] == t;
+      const bool keep = (s[r] > t) | (eq & (need_eq > 0));
+      need_eq -= eq & keep;
+      s[w] = s[r];
+      id[w] = id[r];
+      w += keep;
+    }
+    cnt[q] = fresh[q] = w;  // == k
+    thr[q] = t;
+  }
+  // Appends lanes `bits` of a tile row (scores s; item of lane l: id(l)).
+  template <class Id>
+  void append(int64_t q, const T* s, uint64_t bits, Id&& id) {
+    T* bs = scores(q);
+    int64_t* bi = items(q);
+    int64_t c = cnt[q];
+    while (bits) {
+      const int l = __builtin_ctzll(bits);
+      bits &= bits - 1;
+      bs[c] = s[l];
+      bi[c] = id(l);
+      ++c;
+    }
+    cnt[q] = c;
+  }
+  // Writes the sorted list of query q to out_s/out_i[0, width), padded.
+  void finish(int64_t q, T* out_s, int64_t* out_i, int64_t width,
+              std::vector<Entry<T>>& scratch) {
+    filter(q);
+    const T* s = scores(q);
+    const int64_t* id = items(q);
+    const int64_t c = cnt[q];
+    scratch.resize(size_t(c));
+    for (int64_t r = 0; r < c; ++r) scratch[size_t(r)] = {s[r], id[r]};
+    const int64_t n = std::min(c, width);
+    std::partial_sort(scratch.begin(), scratch.begin() + n, scratch.end(), before<T>);
+    for (int64_t r = 0; r < n; ++r) {
+      out_s[r] = scratch[size_t(r)].s;
+      out_i[r] = scratch[size_t(r)].i;
+    }
+    for (int64_t r = n; r < width; ++r) {
+      out_s[r] = -std::numeric_limits<T>::infinity();
+      out_i[r] = -1;
     }
   }
+};
+
+#if defined(__AVX512F__)
+// Appends the lanes `bits` of a tile row held in registers, items j, j+1, ...:
+// compress in registers, store whole vectors (the buffer has room past cnt).
+template <class I>
+inline __attribute__((always_inline)) void append_row(Lists<float, I>& L, int64_t q,
+                                                      const __m512 (&row)[2], uint64_t bits,
+                                                      int64_t j) {
+  float* bs = L.scores(q);
+  int64_t* bi = L.items(q);
+  int64_t c = L.cnt[q];
+  const __m512i iota_lo = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m512i iota_hi = _mm512_setr_epi64(8, 9, 10, 11, 12, 13, 14, 15);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __mmask16 m = __mmask16((bits >> (16 * h)) & 0xFFFF);
+    _mm512_storeu_ps(bs + c, _mm512_maskz_compress_ps(m, row[h]));
+    const __m512i base = _mm512_set1_epi64(j + 16 * h);
+    const __mmask8 lo = __mmask8(m & 0xFF), hi = __mmask8(m >> 8);
+    _mm512_storeu_si512(bi + c, _mm512_maskz_compress_epi64(lo, _mm512_add_epi64(base, iota_lo)));
+    const int nlo = __builtin_popcount(unsigned(lo));
+    _mm512_storeu_si512(bi + c + nlo,
+                        _mm512_maskz_compress_epi64(hi, _mm512_add_epi64(base, iota_hi)));
+    c += __builtin_popcount(unsigned(m));
+  }
+  L.cnt[q] = c;
 }
+template <class I>
+inline __attribute__((always_inline)) void append_row(Lists<double, I>& L, int64_t q,
+                                                      const __m512d (&row)[2], uint64_t bits,
+                                                      int64_t j) {
+  double* bs = L.scores(q);
+  int64_t* bi = L.items(q);
+  int64_t c = L.cnt[q];
+  const __m512i iota = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __mmask8 m = __mmask8((bits >> (8 * h)) & 0xFF);
+    _mm512_storeu_pd(bs + c, _mm512_maskz_compress_pd(m, row[h]));
+    _mm512_storeu_si512(bi + c, _mm512_maskz_compress_epi64(
+                                    m, _mm512_add_epi64(_mm512_set1_epi64(j + 8 * h), iota)));
+    c += __builtin_popcount(unsigned(m));
+  }
+  L.cnt[q] = c;
+}
+constexpr bool kRegisterAppend = true;
+#else
+constexpr bool kRegisterAppend = false;
+#endif
 
 template <int M, class Fn>
 inline void with_rows(int m, Fn&& fn) {
@@ -335,12 +432,11 @@ void dense_task(const TopkArgs<T, I>& a, int64_t q0, int64_t q1, int64_t j0, int
     T* dst = qpack.data() + (q / MR) * d * MR + q % MR;
     for (int64_t f = 0; f < d; ++f) dst[f * MR] = src[f];
   }
-  Lists<T> lists(nq, kk, j1 - j0);
-  std::vector<ExWalk<I>> ex(static_cast<size_t>(nq));
-  for (int64_t q = 0; q < nq; ++q) ex[q] = ex_walk(a, q0 + q, j0);
+  Lists<T, I> lists(nq, kk, j1 - j0);
+  for (int64_t q = 0; q < nq; ++q) lists.ex[size_t(q)] = ex_walk(a, q0 + q, j0);
   // Item block: ~256 KB of packed items (L2), a whole number of panels.
   const int64_t nc = std::max<int64_t>(NR, (int64_t(256 << 10) / std::max<int64_t>(1, d * int64_t(sizeof(T)))) / NR * NR);
-  alignas(64) T tile[MR * NR];
+  alignas(64) T tile[NR];
   for (int64_t jb = j0; jb < j1; jb += nc) {
     const int64_t je = std::min(jb + nc, j1);
     for (int64_t p = 0; p < n_panels; ++p) {
@@ -350,11 +446,14 @@ void dense_task(const TopkArgs<T, I>& a, int64_t q0, int64_t q1, int64_t j0, int
         constexpr int M = decltype(Mc)::value;
         for (int64_t jp = jb; jp < je; jp += NR) {
           V acc[M][NV];
-          score_tile<M, MR, T>(qp, a.packed + (jp / NR) * d * NR, d, acc);
           const int64_t nvalid = std::min<int64_t>(NR, je - jp);
+          if (a.scored)
+            load_tile<M>(a.scored + (q0 + p * MR) * a.N + jp, a.N, int(nvalid), acc);
+          else
+            score_tile<M, MR, T>(qp, a.packed + (jp / NR) * d * NR, d, acc);
           const uint64_t valid = nvalid >= 64 ? ~uint64_t(0) : (uint64_t(1) << nvalid) - 1;
-          // Compare in registers; spill only rows with a lane above threshold, and
-          // call out only after the accumulators are dead (no spill around a call).
+          // Compare in registers; append the lanes above threshold (no call while
+          // the accumulators are live), then cut the buffers that are full.
           uint64_t bits[M];
           uint64_t any = 0;
 #pragma GCC unroll 16
@@ -364,14 +463,18 @@ void dense_task(const TopkArgs<T, I>& a, int64_t q0, int64_t q1, int64_t j0, int
           }
           if (__builtin_expect(any != 0, 0)) {
 #pragma GCC unroll 16
-            for (int m = 0; m < M; ++m)
-              if (bits[m])
+            for (int m = 0; m < M; ++m) {
+              if (!bits[m]) continue;
+              if constexpr (kRegisterAppend) {
+                append_row(lists, p * MR + m, acc[m], bits[m], jp);
+              } else {
 #pragma GCC unroll 16
-                for (int v = 0; v < NV; ++v) S::store(tile + m * NR + v * S::L, acc[m][v]);
+                for (int v = 0; v < NV; ++v) S::store(tile + v * S::L, acc[m][v]);
+                lists.append(p * MR + m, tile, bits[m], [&](int l) { return jp + l; });
+              }
+            }
             for (int m = 0; m < M; ++m)
-              if (bits[m])
-                offer(lists, p * MR + m, ex[p * MR + m], tile + m * NR, bits[m],
-                      [&](int l) { return jp + l; });
+              if (lists.cnt[p * MR + m] >= lists.cap) lists.cut(p * MR + m);
           }
         }
       });
@@ -395,8 +498,8 @@ void candidate_rows(const TopkArgs<T, I>& a, int64_t r0, int64_t r1, T* scores, 
   for (int64_t q = r0; q < r1; ++q) {
     const int64_t cb = a.cand_indptr[q], ce = a.cand_indptr[q + 1];
     const I* ids = a.cand_indices;
-    Lists<T> lists(1, std::min(a.k, a.N), ce - cb);
-    ExWalk<I> ex = ex_walk(a, q, 0);
+    Lists<T, I> lists(1, std::min(a.k, a.N), ce - cb);
+    lists.ex[0] = ex_walk(a, q, 0);
     for (int64_t c0 = cb; c0 < ce; c0 += NR) {
       const int n = int(std::min<int64_t>(NR, ce - c0));
       for (int l = 0; l < n; ++l) {
@@ -412,7 +515,8 @@ void candidate_rows(const TopkArgs<T, I>& a, int64_t r0, int64_t r1, T* scores, 
       const uint64_t bits = above<T>(acc[0], lists.thr[0]) & valid;
       if (bits) {
         for (int v = 0; v < NV; ++v) S::store(s + v * S::L, acc[0][v]);
-        offer(lists, 0, ex, s, bits, [&](int l) { return int64_t(ids[c0 + l]); });
+        lists.append(0, s, bits, [&](int l) { return int64_t(ids[c0 + l]); });
+        if (lists.cnt[0] >= lists.cap) lists.cut(0);
       }
     }
     lists.finish(0, scores + q * a.k, idx + q * a.k, a.k, scratch);

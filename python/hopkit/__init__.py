@@ -13,6 +13,7 @@ from .ops import (
     sddmm,
     spmm,
     topk,
+    topk_scores,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "show_config",
     "spmm",
     "topk",
+    "topk_scores",
 ]

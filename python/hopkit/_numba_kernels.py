@@ -329,9 +329,10 @@ def attention_backward(indptr, indices, t_indptr, t_indices, n_rows, n_cols, Q, 
                   dV)
 @njit(parallel=True, cache=True)
 def _topk(Q, X, k, has_ex, ex_indptr, ex_indices, has_map, ex_rows, has_cand, cand_indptr,
-          cand_indices, S, Idx):
+          cand_indices, S, Idx, scored):
+    """scored: Q holds the scores [B, N] (selection only; X unused)."""
     B, d = Q.shape
-    N = X.shape[0]
+    N = Q.shape[1] if scored else X.shape[0]
     for b in prange(B):
         tmp = S[b, :1].copy()  # casts a float64 sum to the output dtype
         ep = 0
@@ -349,10 +350,13 @@ def _topk(Q, X, k, has_ex, ex_indptr, ex_indices, has_map, ex_rows, has_cand, ca
             j = np.int64(c)
             if has_cand:
                 j = np.int64(cand_indices[c0 + c])
-            acc = 0.0
-            for f in range(d):
-                acc += Q[b, f] * X[j, f]
-            tmp[0] = acc
+            if scored:
+                tmp[0] = Q[b, j]
+            else:
+                acc = 0.0
+                for f in range(d):
+                    acc += Q[b, f] * X[j, f]
+                tmp[0] = acc
             s = tmp[0]
             # Items arrive in increasing order: a tie with the k-th loses.
             if cnt == k:
@@ -376,7 +380,7 @@ def _topk(Q, X, k, has_ex, ex_indptr, ex_indices, has_map, ex_rows, has_cand, ca
 
 
 def topk(queries, items, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices,
-         scores, idx):
+         scores, idx, scored=False):
     z64 = np.zeros(1, dtype=np.int64)
     zi = np.zeros(1, dtype=ex_indices.dtype if ex_indices is not None else
                   (cand_indices.dtype if cand_indices is not None else np.int64))
@@ -385,4 +389,9 @@ def topk(queries, items, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr
           ex_indices if ex_indices is not None else zi,
           ex_rows is not None, ex_rows if ex_rows is not None else z64,
           cand_indptr is not None, cand_indptr if cand_indptr is not None else z64,
-          cand_indices if cand_indices is not None else zi, scores, idx)
+          cand_indices if cand_indices is not None else zi, scores, idx, scored)
+
+
+def topk_select(S, k, ex_indptr, ex_indices, ex_rows, scores, idx):
+    topk(S, S[:0], S.shape[1], k, ex_indptr, ex_indices, ex_rows, None, None, scores, idx,
+         scored=True)

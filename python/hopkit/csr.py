@@ -24,6 +24,10 @@ def _as_numpy(x, name, op):
     return np.asarray(x)
 
 
+def _is_cupy(x) -> bool:
+    return type(x).__module__.split(".")[0] == "cupy"
+
+
 def _first_bad(mask) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -207,6 +211,11 @@ class CSR:
         values the pair becomes a single edge (the graph is a pattern).
         """
         op = "CSR.from_coo"
+        if any((is_tensor(x) and x.device.type == "cuda") or _is_cupy(x)
+               for x in (row, col, values)):
+            from .ops._cuda import csr_from_coo  # sorted on the device (csrc/cuda/csr.cu)
+
+            return csr_from_coo(cls, row, col, values, shape, sum_duplicates)
         row = _index_array(row, "row", op)
         col = _index_array(col, "col", op, length=row.shape[0])
         if col.dtype != row.dtype:
@@ -233,6 +242,14 @@ class CSR:
         """PyG convention: ``edge_index[0]`` = source j, ``edge_index[1]`` = target i;
         the CSR row is the target, so ``spmm(A, X)`` equals PyG's ``propagate``."""
         op = "CSR.from_edge_index"
+        if is_tensor(edge_index) and edge_index.device.type == "cuda":
+            if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+                raise ValueError(f"{op}: edge_index must have shape (2, num_edges), got "
+                                 f"{tuple(edge_index.shape)}")
+            if num_nodes is None:
+                num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+            return cls.from_coo(edge_index[1], edge_index[0], edge_weight, (num_nodes, num_nodes),
+                                sum_duplicates=sum_duplicates)
         ei = _as_numpy(edge_index, "edge_index", op)
         if ei.ndim != 2 or ei.shape[0] != 2:
             raise ValueError(f"{op}: edge_index must have shape (2, num_edges), got {ei.shape}")

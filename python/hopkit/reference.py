@@ -310,12 +310,23 @@ def topk(queries, items, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr
          scores, idx):
     """Brute force: float64 scores, explicit masks, a stable (score desc, item
     asc) lexsort per query."""
-    B, N = queries.shape[0], n_items
     X = items.astype(np.float64)
+    _select(lambda b0, b1: queries[b0:b1].astype(np.float64) @ X.T, queries.shape[0], n_items,
+            k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices, scores, idx)
+
+
+def topk_select(S, k, ex_indptr, ex_indices, ex_rows, scores, idx):
+    """The selection of ``topk`` on given scores S [B, N]."""
+    _select(lambda b0, b1: S[b0:b1], S.shape[0], S.shape[1], k, ex_indptr, ex_indices,
+            ex_rows, None, None, scores, idx)
+
+
+def _select(score_block, B, N, k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices,
+            scores, idx):
     step = max(1, (1 << 22) // max(N, 1))
     for b0 in range(0, B, step):
         b1 = min(B, b0 + step)
-        S = queries[b0:b1].astype(np.float64) @ X.T
+        S = score_block(b0, b1)
         valid = ~np.isnan(S) & (S > -np.inf)
         for r in range(b0, b1):
             if cand_indptr is not None:

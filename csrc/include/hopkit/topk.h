@@ -9,6 +9,8 @@
 // Items are scored from a packed layout built once (topk_pack, or kept in a
 // hopkit.ItemIndex): panels of NR = 128 / sizeof(T) consecutive items, each
 // stored feature-major, packed[p][f][l] = items[p * NR + l][f], zero past N.
+// Selection only (topk_scores): with `scored` set, the scores [B, N] are given
+// and the same blocked select + exclusion runs on them (no candidates).
 // Exclusion and candidate rows must be sorted and free of duplicates (the
 // Python layer guarantees it). All arrays are C-contiguous and validated.
 #pragma once
@@ -26,7 +28,8 @@ constexpr int64_t topk_panel_width() {
 template <class T, class I>
 struct TopkArgs {
   const T* queries;             // [B, d]
-  const T* packed;              // [ceil(N / NR), d, NR]
+  const T* packed;              // [ceil(N / NR), d, NR]; unused when scored != nullptr
+  const T* scored = nullptr;    // selection only: scores [B, N] given (queries, d unused)
   int64_t B, N, d, k;           // k >= 1; output rows have k entries
   const int64_t* ex_indptr;     // exclusion CSR or nullptr
   const I* ex_indices;

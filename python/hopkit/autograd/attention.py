@@ -15,16 +15,19 @@ class AttentionFunction(torch.autograd.Function):
         out, lse = attention_forward_np(A, Qn, Kn, Vn, *args)
         ctx.A, ctx.Qn, ctx.Kn, ctx.Vn, ctx.args = A, Qn, Kn, Vn, args
         ctx.out, ctx.lse = out, lse  # O(N * F) output and O(N * heads) statistics
-        return torch.from_numpy(out)
+        return out if isinstance(out, torch.Tensor) else torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, dout):
         if not any(ctx.needs_input_grad[:3]):
             return (None,) * 8
-        g = np.ascontiguousarray(dout.detach().contiguous().numpy())
+        if isinstance(ctx.out, torch.Tensor):  # CUDA backend: device tensors
+            g = dout.detach().contiguous()
+        else:
+            g = np.ascontiguousarray(dout.detach().contiguous().numpy())
         dQ, dK, dV = attention_backward_np(ctx.A, ctx.Qn, ctx.Kn, ctx.Vn, *ctx.args[:-1],
                                            ctx.out, g, ctx.lse, ctx.args[-1])
-        grads = [torch.from_numpy(x) if need else None
+        grads = [(x if isinstance(x, torch.Tensor) else torch.from_numpy(x)) if need else None
                  for x, need in zip((dQ, dK, dV), ctx.needs_input_grad[:3], strict=True)]
         return (*grads, None, None, None, None, None)
 

@@ -6,22 +6,33 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..ops._cuda import is_cuda_backend
 from ..ops.propagate import propagate_np, transpose_weights
+
+
+def _tensor(a):
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(a)
 
 
 class PropagateFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, A, Xn, alpha, E, from_values, be):
         ctx.A, ctx.alpha, ctx.E, ctx.from_values, ctx.be = A, alpha, E, from_values, be
-        return torch.from_numpy(propagate_np(A, Xn, alpha, E, None, be))
+        return _tensor(propagate_np(A, Xn, alpha, E, None, be))
 
     @staticmethod
     def backward(ctx, dY):
         dX = None
         if ctx.needs_input_grad[0]:
-            AT, ET, eperm = transpose_weights(ctx.A, ctx.E, ctx.from_values)
-            dYn = np.ascontiguousarray(dY.detach().contiguous().numpy())
-            dX = torch.from_numpy(propagate_np(AT, dYn, ctx.alpha, ET, eperm, ctx.be))
+            if is_cuda_backend(ctx.be):
+                from ..ops._cuda import propagate_transpose
+
+                AT, ET, eperm = propagate_transpose(ctx.A, ctx.E, ctx.from_values, dY.device)
+                dYn = dY.detach().contiguous()
+            else:
+                AT, ET, eperm = transpose_weights(ctx.A, ctx.E, ctx.from_values)
+                dYn = np.ascontiguousarray(dY.detach().contiguous().numpy())
+            dX = _tensor(propagate_np(AT, dYn, ctx.alpha, ET, eperm, ctx.be))
         return dX, None, None, None, None, None, None
 
 

@@ -2,7 +2,6 @@
 training-free GF-CF graph filter, and a popularity baseline. All share
 ``recommend``, ``evaluate``, ``save`` / ``load`` (see ``_base.Recommender``)."""
 
-from . import _pending  # noqa: F401  TEMPORARY until propagate/topk/evaluate land on main
 from ._base import ModelError, Recommender, load_model
 from .graph_filter import GraphFilter, Popularity, randomized_svd
 from .lightgcn import LightGCN

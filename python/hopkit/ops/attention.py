@@ -12,11 +12,18 @@ from .._torch import is_tensor
 from ..csr import CSR, as_csr
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
+from ._cuda import is_cuda_backend as _is_cuda
+from ._cuda import route as _route
 
 SCORES = {"dot": 0, "gat": 1}
 
 
 def attention_forward_np(A: CSR, Qn, Kn, Vn, heads, dk, dv, score, scale, slope, be):
+    if _is_cuda(be):  # device tensors (ops/_cuda.py)
+        from . import _cuda
+
+        return _cuda.attention_forward(A, Qn, Kn, Vn, heads, dk, dv, score, scale, slope,
+                                       Qn.device)
     out = np.empty((A.n_rows, heads * dv), dtype=Qn.dtype)
     lse = np.empty((A.n_rows, heads), dtype=Qn.dtype)
     be.attention_forward(A.indptr, A.indices, A.n_rows, A.n_cols, Qn, Kn, Vn, heads, dk, dv,
@@ -26,6 +33,11 @@ def attention_forward_np(A: CSR, Qn, Kn, Vn, heads, dk, dv, score, scale, slope,
 
 def attention_backward_np(A: CSR, Qn, Kn, Vn, heads, dk, dv, score, scale, slope, out, dout,
                           lse, be):
+    if _is_cuda(be):
+        from . import _cuda
+
+        return _cuda.attention_backward(A, Qn, Kn, Vn, heads, dk, dv, score, scale, slope, out,
+                                        dout, lse, Qn.device)
     AT = A.T
     dQ, dK, dV = np.empty_like(Qn), np.empty_like(Kn), np.empty_like(Vn)
     be.attention_backward(A.indptr, A.indices, AT.indptr, AT.indices, A.n_rows, A.n_cols, Qn,
@@ -63,10 +75,21 @@ def attention_aggregate(A, Q, K, V, heads=1, score="dot", *, scale=None, negativ
     if isinstance(heads, bool) or not isinstance(heads, numbers.Integral) or heads < 1:
         raise ValueError(f"{op}: heads must be a positive integer, got {heads!r}")
     heads = int(heads)
-    _check_device(op, Q=Q, K=K, V=V)
-    Qn = _check_dense(op, "Q", Q, rows=A.n_rows)
-    Kn = _check_dense(op, "K", K, rows=A.n_cols, dtype=Qn.dtype)
-    Vn = _check_dense(op, "V", V, rows=A.n_cols, dtype=Qn.dtype)
+    dev, ins, back = _route(op, backend, Q=Q, K=K, V=V)
+    if dev is not None:
+        from . import _cuda
+
+        Q, K, V = ins["Q"], ins["K"], ins["V"]
+        Qn = _cuda.check_tensor(op, "Q", Q, rows=A.n_rows).detach()
+        if str(Qn.dtype) not in ("torch.float32", "torch.float64"):
+            raise TypeError(f"{op}: Q must be float32 or float64 on CUDA, got {Qn.dtype}")
+        Kn = _cuda.check_tensor(op, "K", K, rows=A.n_cols, dtype=Qn.dtype).detach()
+        Vn = _cuda.check_tensor(op, "V", V, rows=A.n_cols, dtype=Qn.dtype).detach()
+    else:
+        _check_device(op, Q=Q, K=K, V=V)
+        Qn = _check_dense(op, "Q", Q, rows=A.n_rows)
+        Kn = _check_dense(op, "K", K, rows=A.n_cols, dtype=Qn.dtype)
+        Vn = _check_dense(op, "V", V, rows=A.n_cols, dtype=Qn.dtype)
     if Kn.shape[1] != Qn.shape[1]:
         raise ValueError(f"{op}: K must have the width of Q ({Qn.shape[1]}), got {Kn.shape[1]}")
     if score == "gat":
@@ -84,6 +107,12 @@ def attention_aggregate(A, Q, K, V, heads=1, score="dot", *, scale=None, negativ
     scale, slope = float(scale), float(negative_slope)
     if not (math.isfinite(scale) and math.isfinite(slope)):
         raise ValueError(f"{op}: scale and negative_slope must be finite, got {scale}, {slope}")
+    if dev is not None:
+        from ..autograd.attention import attention_torch
+        from ._cuda import CUDA
+
+        args = (heads, dk, dv, SCORES[score], scale, slope, CUDA)
+        return back(attention_torch(A, Q, K, V, Qn, Kn, Vn, args))
     be = _backend.resolve(backend, op)
     args = (heads, dk, dv, SCORES[score], scale, slope, be)
     if is_tensor(Q) or is_tensor(K) or is_tensor(V):

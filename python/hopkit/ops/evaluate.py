@@ -10,7 +10,7 @@ import numpy as np
 from ..csr import as_csr
 from ._common import check_device as _check_device
 from ._common import to_numpy as _to_numpy
-from .topk import ItemIndex, _check_ids, _dense, sorted_rows, topk
+from .topk import ItemIndex, _check_ids, _dense, sorted_rows, topk, topk_scores
 
 METRICS = ("recall", "ndcg", "precision", "hit_rate", "map")
 
@@ -57,7 +57,7 @@ def ranking_metrics(hits, n_test, ks, metrics):
 
 
 def evaluate(user_emb, item_emb, train, test, ks=(20,), metrics=METRICS, users=None,
-             batch_size=None, return_per_user=False, *, backend=None):
+             batch_size=None, return_per_user=False, *, score_fn=None, backend=None):
     """Full-ranking evaluation: for every user with test items, the top
     ``max(ks)`` items by inner product over all items except the user's
     training items (``hopkit.topk`` with ``exclude=train``), then per-user
@@ -76,6 +76,12 @@ def evaluate(user_emb, item_emb, train, test, ks=(20,), metrics=METRICS, users=N
     batch_size : users per topk call (default: all at once; topk never holds
         a users x items score matrix, so this only bounds the [batch, k] lists).
     return_per_user : also return ``{"users": ids, "recall@20": [n], ...}``.
+    score_fn : for models whose scores are not one inner product: a callable
+        taking an int64 array of user ids [B] and returning their scores
+        against every item, [B, n_items] (NumPy or CPU tensor); user_emb and
+        item_emb are then None and the ranking uses ``hopkit.topk_scores``
+        (same selection and exclusion as topk). batch_size then defaults to
+        ~2^26 / n_items users, so one score block stays near 256 MB.
 
     Definitions, for a user with test set T and ranked list r_1..r_k (hit_i =
     1 when r_i is in T):
@@ -91,13 +97,20 @@ def evaluate(user_emb, item_emb, train, test, ks=(20,), metrics=METRICS, users=N
     ``"users"``. With no user to evaluate every mean is NaN.
     """
     op = "evaluate"
-    _check_device(op, user_emb=user_emb,
-                  item_emb=None if isinstance(item_emb, ItemIndex) else item_emb)
-    Ue = _dense(op, "user_emb", user_emb)
-    index = item_emb if isinstance(item_emb, ItemIndex) else ItemIndex(item_emb)
-    n_users, n_items = Ue.shape[0], index.shape[0]
     train = as_csr(train, op)
     test = as_csr(test, op)
+    if score_fn is not None:
+        if user_emb is not None or item_emb is not None:
+            raise ValueError(f"{op}: pass either score_fn or user_emb and item_emb, not both")
+        if not callable(score_fn):
+            raise TypeError(f"{op}: score_fn must be callable, got {type(score_fn).__name__}")
+        n_users, n_items = train.n_rows, max(train.n_cols, test.n_cols)
+    else:
+        _check_device(op, user_emb=user_emb,
+                      item_emb=None if isinstance(item_emb, ItemIndex) else item_emb)
+        Ue = _dense(op, "user_emb", user_emb)
+        index = item_emb if isinstance(item_emb, ItemIndex) else ItemIndex(item_emb)
+        n_users, n_items = Ue.shape[0], index.shape[0]
     for name, A in (("train", train), ("test", test)):
         if A.n_rows != n_users:
             raise ValueError(f"{op}: {name} must have one row per user ({n_users}, "
@@ -131,7 +144,7 @@ def evaluate(user_emb, item_emb, train, test, ks=(20,), metrics=METRICS, users=N
     n_test_all = np.diff(sorted_rows(test)[0])
     users = users[n_test_all[users] > 0]
     if batch_size is None:
-        batch_size = max(1, len(users))
+        batch_size = max(1, len(users) if score_fn is None else (1 << 26) // max(n_items, 1))
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
             or batch_size < 1:
         raise ValueError(f"{op}: batch_size must be a positive integer, got {batch_size}")
@@ -139,7 +152,15 @@ def evaluate(user_emb, item_emb, train, test, ks=(20,), metrics=METRICS, users=N
     hits = np.zeros((len(users), K), dtype=bool)
     for b0 in range(0, len(users), batch_size):
         ub = users[b0:b0 + batch_size]
-        _, idx = topk(Ue[ub], index, K, exclude=train, exclude_rows=ub, backend=backend)
+        if score_fn is None:
+            _, idx = topk(Ue[ub], index, K, exclude=train, exclude_rows=ub, backend=backend)
+        else:
+            S = score_fn(ub)
+            shape = tuple(getattr(S, "shape", ()))
+            if shape != (len(ub), n_items):
+                raise ValueError(f"{op}: score_fn must return scores of shape ({len(ub)}, "
+                                 f"{n_items}) for {len(ub)} users, got {shape}")
+            _, idx = topk_scores(S, K, exclude=train, exclude_rows=ub, backend=backend)
         idx = _to_numpy(idx)
         hits[b0:b0 + len(ub)] = _hits(test, ub, idx, n_items)
     per_user = ranking_metrics(hits, n_test_all[users], ks, metrics)

@@ -13,6 +13,8 @@ from ._common import FLOATS as _FLOATS
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
 from ._common import to_numpy as _to_numpy
+from ._cuda import is_cuda_backend as _is_cuda
+from ._cuda import route as _route
 
 COMBINES = ("mean", "sum", "last")
 
@@ -64,7 +66,12 @@ def _edge_weights(op, A: CSR, edge_weight, dtype):
 
 
 def propagate_np(A: CSR, Xn, alpha, E, eperm, be):
-    """The NumPy-level call: out [n_rows, F]; one work buffer when layers >= 2."""
+    """The NumPy-level call: out [n_rows, F]; one work buffer when layers >= 2.
+    With the CUDA backend, Xn / E / eperm are device tensors (ops/_cuda.py)."""
+    if _is_cuda(be):
+        from . import _cuda
+
+        return _cuda.propagate(A, Xn, alpha, E, eperm, Xn.device)
     F = Xn.shape[1]
     out = np.empty((A.n_rows, F), dtype=Xn.dtype)
     work = np.empty((A.n_rows, F), dtype=Xn.dtype) if len(alpha) > 2 else None
@@ -76,12 +83,14 @@ def transpose_weights(A: CSR, E, from_values):
     """(AT, E_T, eperm) to run the same propagation on A's transpose: cached
     transposed values when the weights are A.values, else the weights read
     through the transpose's perm (never gathered)."""
+    from .spmm import transpose_perm
+
     AT = A.T
     if E is None:
         return AT, None, None
     if from_values:
         return AT, AT.values_as(E.dtype), None
-    return AT, E, AT.perm
+    return AT, E, transpose_perm(A)  # AT.perm, or A.perm inverted when A came from .T
 
 
 def propagate(A, X, layers=3, combine="mean", edge_weight=None, *, backend=None):
@@ -109,6 +118,9 @@ def propagate(A, X, layers=3, combine="mean", edge_weight=None, *, backend=None)
     op = "propagate"
     A = as_csr(A, op)
     alpha = layer_weights(op, layers, combine)
+    dev, ins, back = _route(op, backend, X=X, edge_weight=edge_weight)
+    if dev is not None:
+        return back(_propagate_cuda(op, A, ins["X"], ins["edge_weight"], alpha, dev))
     _check_device(op, X=X, edge_weight=edge_weight)
     Xn = _check_dense(op, "X", X, rows=A.n_cols)
     if A.n_rows != A.n_cols and not (len(alpha) == 2 and alpha[0] == 0):
@@ -125,3 +137,25 @@ def propagate(A, X, layers=3, combine="mean", edge_weight=None, *, backend=None)
 
         return propagate_torch(A, X, Xn, alpha, E, from_values, be)
     return propagate_np(A, Xn, alpha, E, None, be)
+
+
+def _propagate_cuda(op, A: CSR, X, edge_weight, alpha, dev):
+    from ..autograd.propagate import propagate_torch
+    from . import _cuda
+
+    if X is None:
+        raise TypeError(f"{op}: X must be a tensor, got None")
+    _cuda.check_tensor(op, "X", X, rows=A.n_cols)
+    if A.n_rows != A.n_cols and not (len(alpha) == 2 and alpha[0] == 0):
+        raise ValueError(f"{op}: A must be square for layers >= 2 or a nonzero layer-0 weight "
+                         f"(A^l X must chain), got shape {A.shape} with layers={len(alpha) - 1}")
+    if edge_weight is None:
+        E, from_values = _cuda.edge_values(A, dev, X.dtype), True
+    else:
+        _cuda.check_tensor(op, "edge_weight", edge_weight, dtype=X.dtype, shape=((A.nnz,),))
+        if edge_weight.requires_grad:
+            raise ValueError(f"{op}: gradients wrt edge_weight are not supported (the fused "
+                             "backward keeps no activations); use hopkit.spmm per layer, or "
+                             "pass edge_weight.detach()")
+        E, from_values = edge_weight, False
+    return propagate_torch(A, X, X.detach(), alpha, E, from_values, _cuda.CUDA)

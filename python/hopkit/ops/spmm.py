@@ -11,6 +11,8 @@ from ._common import FLOATS as _FLOATS
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
 from ._common import to_numpy as _to_numpy
+from ._cuda import is_cuda_backend as _is_cuda
+from ._cuda import route as _route
 
 REDUCES = {"sum": 0, "mean": 1, "max": 2, "min": 3}
 MESSAGES = {"copy": 0, "mul": 1, "add": 2}
@@ -40,16 +42,42 @@ def _edge_features(op, A: CSR, edge_weight, F, dtype, message):
                      f"(one value or one row per nonzero of A), got {E.shape}")
 
 
-# ---------------------------------------------------------------- NumPy-level kernels
+# ---------------------------------------------------------------- kernel level
+# NumPy arrays for the CPU backends; torch CUDA tensors when be is the CUDA
+# backend (ops/_cuda.py), so the autograd Functions serve both devices.
+def X_device(X, E):
+    return (X if X is not None else E).device
+
+
 def _call(fn, A: CSR, X, F, E, e_width, eperm, msg, red, *rest):
     return fn(A.indptr, A.indices, A.n_rows, A.n_cols, X, F, E, e_width, eperm, msg, red, *rest)
 
 
 def spmm_forward_np(A: CSR, X, F, dtype, E, e_width, msg, red, be, want_arg=True):
+    if _is_cuda(be):
+        from . import _cuda
+
+        return _cuda.spmm_forward(A, X, F, dtype, E, e_width, msg, red, want_arg, X_device(X, E))
     Y = np.empty((A.n_rows, F), dtype=dtype)
     arg = np.empty((A.n_rows, F), dtype=np.int64) if red >= 2 and want_arg else None
     _call(be.spmm_forward, A, X, F, E, e_width, None, msg, red, Y, arg)
     return Y, arg
+
+
+def transpose_perm(A: CSR):
+    """perm of A.T (edge t of A.T is edge perm[t] of A). When A itself came
+    from ``.T``, A.T is the cached original, which has no perm: use the
+    inverse of A.perm then (cached)."""
+    AT = A.T
+    if AT.perm is not None:
+        return AT.perm
+    inv = A._cache.get("inv_perm")
+    if inv is None:
+        inv = np.empty(A.nnz, dtype=np.int64)
+        inv[A.perm] = np.arange(A.nnz, dtype=np.int64)
+        inv.flags.writeable = False
+        A._cache["inv_perm"] = inv
+    return inv
 
 
 def _scaled_dY(A: CSR, dY, red):
@@ -60,6 +88,10 @@ def spmm_grad_x_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
     """d loss / d X. Sum/mean run the forward kernel on the cached transpose
     (edge features read through its perm, never gathered; no atomics);
     max/min scatter through the kept arg."""
+    if _is_cuda(be):
+        from . import _cuda
+
+        return _cuda.spmm_grad_x(A, X, F, E, e_width, msg, red, arg, dY, dY.device)
     if red >= 2:
         dX = np.empty((A.n_cols, F), dtype=dY.dtype)
         _call(be.spmm_arg_grad_x, A, X, F, E, e_width, None, msg, red, dY, arg, dX)
@@ -72,7 +104,7 @@ def spmm_grad_x_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
     elif E is A.values_as(E.dtype):
         E = AT.values_as(E.dtype)  # already in the transpose's order: no indirection
     else:
-        eperm = AT.perm  # edge features read through the perm, never gathered
+        eperm = transpose_perm(A)  # edge features read through the perm, never gathered
     Z = np.ascontiguousarray(_scaled_dY(A, dY, red))
     dX = np.empty((A.n_cols, F), dtype=dY.dtype)
     _call(be.spmm_forward, AT, Z, F, E, e_width, eperm, tmsg, REDUCES["sum"], dX, None)
@@ -81,6 +113,10 @@ def spmm_grad_x_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
 
 def spmm_edge_grad_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
     """d loss / d edge features (shape of E): SDDMM-type per-edge products."""
+    if _is_cuda(be):
+        from . import _cuda
+
+        return _cuda.spmm_edge_grad(A, X, F, E, e_width, msg, red, arg, dY, dY.device)
     dE = np.empty((A.nnz,) if e_width == 1 else (A.nnz, F), dtype=dY.dtype)
     _call(be.spmm_edge_grad, A, X, F, E, e_width, None, msg, red,
           np.ascontiguousarray(_scaled_dY(A, dY, red)), arg, dE)
@@ -122,6 +158,10 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
         raise ValueError(f"{op}: message must be one of {tuple(MESSAGES)}, got {message!r}")
     if return_arg and reduce not in ("max", "min"):
         raise ValueError(f"{op}: return_arg needs reduce='max' or 'min', got {reduce!r}")
+    dev, ins, back = _route(op, backend, X=X, edge_weight=edge_weight)
+    if dev is not None:
+        out = _spmm_cuda(op, A, ins["X"], ins["edge_weight"], reduce, message, return_arg, dev)
+        return back(out)
     _check_device(op, X=X, edge_weight=edge_weight)
     be = _backend.resolve(backend, op)
     torch_mode = is_tensor(X) or is_tensor(edge_weight)
@@ -152,6 +192,46 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
     return (Y, arg) if return_arg else Y
 
 
+def _spmm_cuda(op, A: CSR, X, edge_weight, reduce, message, return_arg, dev):
+    from ..autograd.spmm import spmm_torch
+    from . import _cuda
+
+    red = REDUCES[reduce]
+    if X is None:
+        if edge_weight is None:
+            if A.values is None:
+                raise ValueError(f"{op}: X is None, so edge features (edge_weight or A.values) "
+                                 "are required")
+            raise ValueError(f"{op}: X is None on CUDA needs edge_weight as a CUDA tensor")
+        _cuda.check_tensor(op, "edge_weight", edge_weight, shape=((A.nnz,),) + (
+            ((A.nnz, edge_weight.shape[-1]),) if edge_weight.dim() == 2 else ()))
+        F = 1 if edge_weight.dim() == 1 else edge_weight.shape[1]
+        dtype, msg_name = edge_weight.dtype, "mul"
+    else:
+        _cuda.check_tensor(op, "X", X, rows=A.n_cols)
+        F, dtype = X.shape[1], X.dtype
+        msg_name = message or "mul"
+    if msg_name == "copy":
+        if edge_weight is not None:
+            raise ValueError(f"{op}: message='copy' ignores edge features; pass "
+                             "message='mul' or 'add' to use edge_weight")
+        E, e_width = None, 0
+    elif edge_weight is None:
+        E = _cuda.edge_values(A, dev, dtype)
+        e_width = 0 if E is None else 1
+    else:
+        _cuda.check_tensor(op, "edge_weight", edge_weight, dtype=dtype,
+                           shape=((A.nnz,), (A.nnz, F)))
+        E, e_width = edge_weight.detach(), (1 if edge_weight.dim() == 1 else F)
+    msg = MESSAGES[msg_name] if e_width else MESSAGES["copy"]
+    if X is None:
+        msg = EDGE
+    Xd = None if X is None else X.detach()
+    out = spmm_torch(A, X, edge_weight, Xd, F, dtype, E, e_width, msg, red, _cuda.CUDA,
+                     return_arg)
+    return out if return_arg else out[0]
+
+
 def sddmm(A, U, V, *, scale=False, backend=None):
     """Sampled dense-dense product: ``out[e] = <U[i], V[j]>`` for every nonzero
     e = (i, j) of A, in CSR order (times ``A.values[e]`` when ``scale``).
@@ -162,6 +242,20 @@ def sddmm(A, U, V, *, scale=False, backend=None):
     """
     op = "sddmm"
     A = as_csr(A, op)
+    dev, ins, back = _route(op, backend, U=U, V=V)
+    if dev is not None:
+        from ..autograd.spmm import sddmm_torch
+        from . import _cuda
+
+        U, V = ins["U"], ins["V"]
+        _cuda.check_tensor(op, "U", U, rows=A.n_rows)
+        _cuda.check_tensor(op, "V", V, rows=A.n_cols, dtype=U.dtype)
+        if U.shape[1] != V.shape[1]:
+            raise ValueError(f"{op}: U and V must have the same width, got {U.shape[1]} and "
+                             f"{V.shape[1]}")
+        if scale and A.values is None:
+            raise ValueError(f"{op}: scale=True needs A.values")
+        return back(sddmm_torch(A, U, V, U.detach(), V.detach(), scale, _cuda.CUDA))
     _check_device(op, U=U, V=V)
     Un = _check_dense(op, "U", U, rows=A.n_rows)
     Vn = _check_dense(op, "V", V, rows=A.n_cols, dtype=Un.dtype)
@@ -179,6 +273,10 @@ def sddmm(A, U, V, *, scale=False, backend=None):
 
 
 def sddmm_np(A: CSR, U, V, scale, be):
+    if _is_cuda(be):
+        from . import _cuda
+
+        return _cuda.sddmm(A, U, V, scale, U.device)
     out = spmm_edge_grad_np(A, V, U.shape[1], None, 1, MESSAGES["mul"], REDUCES["sum"], None,
                             U, be)
     if scale:

@@ -12,6 +12,7 @@ from ..csr import CSR, as_csr
 from ._common import FLOATS as _FLOATS
 from ._common import check_device as _check_device
 from ._common import to_numpy as _to_numpy
+from ._cuda import route as _route
 
 
 def _dense(op, name, x, dtype=None):
@@ -190,6 +191,11 @@ def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None, *,
     gives torch tensors out (no gradient); NumPy in gives NumPy out.
     """
     op = "topk"
+    dev, ins, back = _route(op, backend, queries=queries,
+                            items=None if isinstance(items, ItemIndex) else items)
+    if dev is not None:
+        X = items if isinstance(items, ItemIndex) else ins["items"]
+        return back(_topk_cuda(op, ins["queries"], X, k, exclude, exclude_rows, candidates, dev))
     _check_device(op, queries=queries,
                   items=None if isinstance(items, ItemIndex) else items)
     torch_out = is_tensor(queries) or (items.torch_in if isinstance(items, ItemIndex)
@@ -222,3 +228,58 @@ def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None, *,
 
         return torch.from_numpy(scores), torch.from_numpy(idx)
     return scores, idx
+
+
+def _topk_cuda(op, queries, items, k, exclude, exclude_rows, candidates, dev):
+    """topk on CUDA tensors (ops/_cuda.py): same validation, device outputs."""
+    from . import _cuda
+
+    if isinstance(items, ItemIndex):
+        raise TypeError(f"{op}: queries are on {dev} but items is an ItemIndex of CPU arrays; "
+                        "pass the items as a CUDA tensor")
+    Q = _cuda.check_tensor(op, "queries", queries).detach()
+    X = _cuda.check_tensor(op, "items", items).detach()
+    if X.dtype != Q.dtype:
+        raise TypeError(f"{op}: items must have the dtype of queries ({Q.dtype}), got {X.dtype}")
+    B, d = Q.shape
+    N = X.shape[0]
+    if X.shape[1] != d:
+        raise ValueError(f"{op}: items must have d = {d} columns (queries.shape[1]), got "
+                         f"{X.shape[1]}")
+    k = _check_k(op, k)
+    if is_tensor(exclude_rows):
+        exclude_rows = exclude_rows.detach().cpu()
+    ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
+    c_indptr, c_indices = _candidates(op, candidates, B, N)
+    return _cuda.topk(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, dev)
+
+
+def topk_scores(scores, k, exclude=None, exclude_rows=None, *, backend=None):
+    """The k largest of given scores per row, with exclusion: the selection of
+    :func:`topk` for models whose scores are not one inner product (e.g. the
+    GF-CF graph filter scores a block of users against all items).
+
+    scores : [B, N] float32/float64, NumPy array or CPU torch tensor.
+    k, exclude, exclude_rows : as in :func:`topk` (item j is column j).
+
+    Returns ``(scores, idx)`` [B, k], sorted descending, ties to the smaller
+    item index, padded with -inf / -1; NaN and -inf never enter. Runs the
+    native blocked select (threshold-pruned buffers, exclusion walk) in
+    parallel over rows and, for few rows, over item ranges.
+    """
+    op = "topk_scores"
+    _check_device(op, scores=scores)
+    S = _dense(op, "scores", scores)
+    B, N = S.shape
+    k = _check_k(op, k)
+    ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
+    be = _backend.resolve(backend, op)
+    out_s = np.full((B, k), -np.inf, dtype=S.dtype)
+    idx = np.full((B, k), -1, dtype=np.int64)
+    if k and B and N:
+        be.topk_select(S, k, ex_indptr, ex_indices, ex_rows, out_s, idx)
+    if is_tensor(scores):
+        import torch
+
+        return torch.from_numpy(out_s), torch.from_numpy(idx)
+    return out_s, idx

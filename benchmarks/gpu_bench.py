@@ -1,0 +1,352 @@
+"""One-run GPU benchmark of hopkit's CUDA kernels against their peers.
+
+    python benchmarks/gpu_bench.py [--out gpu_bench.json] [--quick]
+
+Times, with CUDA events, in one process on the current GPU, on the
+Gowalla-shaped graph (29,858 users x 40,981 items, 1.03M interactions; the
+(U+I) adjacency has ~2.05M nonzeros) and on a 10x larger one:
+
+* spmm sum forward, F = 64 (float32, bfloat16): hopkit vs torch.sparse.mm
+  (cuSPARSE CSR), with the fraction of measured device-to-device copy
+  bandwidth under the byte model (indptr + indices + values + X once + Y
+  once: compulsory traffic);
+* LightGCN propagation, 3 layers forward + backward: hopkit (propagate when
+  it has a CUDA path, else 3 chained spmm, named as such) vs PyG LGConv x3 on
+  edge_index (normalize=False with the same normalised weights);
+* attention aggregation forward: hopkit.attention_aggregate (when it has a
+  CUDA path) vs PyG GATConv on edge_index;
+* all-user top-20 with exclusion of the training items: hopkit.topk (when it
+  has a CUDA path) vs torch.mm + masking + torch.topk in user batches, and
+  FAISS GPU (no exclusion; k + max train degree, then filtered) if present,
+  with the fraction of the measured sgemm and bf16 GEMM rates.
+
+Every hopkit result is checked against its peer before timing. Implementations
+that are missing print as n/a with the reason. Ratios are peer time / hopkit
+time (> 1: hopkit faster); absolute times depend on the device named in the
+header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+
+import hopkit
+import numpy as np
+import torch
+from hopkit.bench._common import report
+from hopkit.data.synthetic import synthetic
+
+RESULTS = []
+
+
+DEVICE = {"type": "cuda"}
+
+
+def cuda_time(fn, repeats=20, warmup=3):
+    """Median milliseconds of fn() on the current stream, by CUDA events
+    (wall time for a --device cpu dry run)."""
+    if DEVICE["type"] != "cuda":
+        return wall_time(fn, repeats=min(repeats, 3), warmup=1)
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def wall_time(fn, repeats=5, warmup=1):
+    """Median wall milliseconds of a host-synchronous fn() (work on other streams)."""
+    import time
+
+    for _ in range(warmup):
+        fn()
+    sync = torch.cuda.synchronize if DEVICE["type"] == "cuda" else (lambda: None)
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def add(group, case, impl, ms, **extra):
+    RESULTS.append({"group": group, "case": case, "impl": impl, "median_ms": ms, **extra})
+
+
+def na(group, case, impl, why):
+    RESULTS.append({"group": group, "case": case, "impl": impl, "median_ms": None, "n/a": why})
+
+
+# ---------------------------------------------------------------- machine roofs
+def copy_bandwidth(dev):
+    n = 1 << 28 if dev.type == "cuda" else 1 << 24  # 1 GiB of float32 on the GPU
+    src = torch.ones(n, device=dev)
+    dst = torch.empty_like(src)
+    ms = cuda_time(lambda: dst.copy_(src), repeats=10)
+    return 2 * src.numel() * 4 / (ms * 1e-3)
+
+
+def gemm_rate(dev, dtype, n=8192):
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # sgemm means full float32
+    a = torch.randn(n, n, device=dev, dtype=dtype)
+    b = torch.randn(n, n, device=dev, dtype=dtype)
+    ms = cuda_time(lambda: torch.mm(a, b), repeats=10)
+    torch.backends.cuda.matmul.allow_tf32 = prev
+    return 2 * n**3 / (ms * 1e-3)
+
+
+# ---------------------------------------------------------------- graphs
+def graphs(quick, tiny=False):
+    if tiny:  # a few seconds on a CPU: checks the script, measures nothing useful
+        return [("tiny", synthetic(1500, 2000, 30000, seed=0))]
+    out = [("gowalla", synthetic(29858, 40981, 1027370, seed=0))]
+    if not quick:
+        out.append(("gowalla_x10", synthetic(298580, 409810, 10273700, seed=0)))
+    return out
+
+
+def torch_csr(A, dev, dtype):
+    vals = torch.from_numpy(np.array(A.values)).to(dtype)
+    return torch.sparse_csr_tensor(torch.from_numpy(np.array(A.indptr)),
+                                   torch.from_numpy(np.array(A.indices, dtype=np.int64)),
+                                   vals, size=A.shape).to(dev)
+
+
+def check(group, case, impl, got, want, rtol, atol):
+    """True when got matches want; otherwise records impl as n/a (check failed)."""
+    try:
+        torch.testing.assert_close(got.float(), want.float(), rtol=rtol, atol=atol)
+    except AssertionError as e:
+        na(group, case, impl, "CHECK FAILED: " + str(e).splitlines()[0][:120])
+        print(f"[{group}] {case}: {impl} disagrees with its peer:\n{e}", file=sys.stderr)
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- spmm
+def bench_spmm(gname, A, dev, bw):
+    F = 64
+    dtypes = [(torch.float32, 1e-4)] + ([(torch.bfloat16, 3e-2)] if dev.type == "cuda" else [])
+    for dtype, tol in dtypes:
+        case = f"{gname} sum F={F} {str(dtype).split('.')[-1]}"
+        X = torch.randn(A.n_cols, F, device=dev, dtype=dtype)
+        Y = hopkit.spmm(A, X)
+        At = torch_csr(A, dev, dtype)
+        try:
+            Yt = torch.sparse.mm(At, X)
+        except RuntimeError as e:  # cuSPARSE has no bf16 CSR SpMM on some builds
+            Yt = None
+            na("spmm", case, "torch.sparse.mm", str(e).splitlines()[0][:80])
+        want = Yt if Yt is not None else torch.sparse.mm(At.float(), X.float())
+        if not check("spmm", case, "hopkit", Y, want, tol, tol):
+            continue
+        t_peer = None if Yt is None else cuda_time(lambda: torch.sparse.mm(At, X))  # noqa: B023
+        t = cuda_time(lambda: hopkit.spmm(A, X))  # noqa: B023
+        es = X.element_size()
+        nbytes = (A.n_rows + 1) * 8 + A.nnz * (4 + es) + (A.n_cols + A.n_rows) * F * es
+        add("spmm", case, "hopkit", t, GBps=nbytes / (t * 1e-3) / 1e9,
+            frac_copy_bw=nbytes / (t * 1e-3) / bw)
+        if t_peer is not None:
+            add("spmm", case, "torch.sparse.mm", t_peer, GBps=nbytes / (t_peer * 1e-3) / 1e9,
+                frac_copy_bw=nbytes / (t_peer * 1e-3) / bw)
+
+
+# ---------------------------------------------------------------- propagate
+def _hopkit_propagate(A, x, layers):
+    """hopkit.propagate (mean of layers 0..L, fused), else chained spmm (named)."""
+    if hasattr(hopkit, "propagate"):
+        return hopkit.propagate(A, x, layers, combine="mean"), "hopkit.propagate"
+    h, acc = x, x
+    for _ in range(layers):
+        h = hopkit.spmm(A, h)
+        acc = acc + h
+    return acc / (layers + 1), "hopkit spmm x3"
+
+
+def bench_propagate(gname, A, dev):
+    layers, F = 3, 64
+    case = f"{gname} {layers} layers fwd+bwd F={F}"
+    x0 = torch.randn(A.n_rows, F, device=dev)
+    try:
+        from torch_geometric.nn import LGConv
+    except ImportError:
+        LGConv = None
+    ei = torch.from_numpy(A.to_edge_index()).to(dev)
+    w = torch.from_numpy(np.array(A.values)).to(dev)
+
+    def hop():
+        x = x0.detach().requires_grad_()
+        out, _ = _hopkit_propagate(A, x, layers)
+        out.square().sum().backward()
+        return out, x.grad
+
+    _, impl = _hopkit_propagate(A, x0, layers)
+    if LGConv is not None:
+        conv = LGConv(normalize=False).to(dev)
+
+        def pyg():
+            x = x0.detach().requires_grad_()
+            h, acc = x, x
+            for _ in range(layers):
+                h = conv(h, ei, w)
+                acc = acc + h
+            out = acc / (layers + 1)
+            out.square().sum().backward()
+            return out, x.grad
+
+        (o1, g1), (o2, g2) = hop(), pyg()
+        if not (check("propagate", case, "hopkit", o1, o2, 1e-4, 1e-4)
+                and check("propagate", case, "hopkit (grad)", g1, g2, 1e-3, 1e-3)):
+            return
+        add("propagate", case, "PyG LGConv x3", cuda_time(pyg, repeats=10))
+    else:
+        na("propagate", case, "PyG LGConv x3", "torch_geometric not installed")
+    add("propagate", case, "hopkit", cuda_time(hop, repeats=10), via=impl)
+
+
+# ---------------------------------------------------------------- attention
+def bench_attention(gname, A, dev):
+    """GAT attention forward: PyG GATConv (linear + attention + aggregation) vs
+    the same linear layer in torch + hopkit.attention_aggregate(score="gat")."""
+    F = 64
+    case = f"{gname} GAT attention fwd F={F} heads=1"
+    try:
+        from torch_geometric.nn import GATConv
+    except ImportError:
+        na("attention", case, "PyG GATConv", "torch_geometric not installed")
+        return
+    if not hasattr(hopkit, "attention_aggregate"):
+        na("attention", case, "hopkit", "hopkit.attention_aggregate not in this build")
+        return
+    x = torch.randn(A.n_rows, F, device=dev)
+    ei = torch.from_numpy(A.to_edge_index()).to(dev)
+    conv = GATConv(F, F, heads=1, add_self_loops=False, bias=False).to(dev)
+    lin = getattr(conv, "lin", None) or conv.lin_src
+    a_src, a_dst = conv.att_src.detach().reshape(1, F), conv.att_dst.detach().reshape(1, F)
+    W = lin.weight.detach()
+
+    def hop():
+        h = x @ W.T
+        q = (h * a_dst).sum(1, keepdim=True)
+        k = (h * a_src).sum(1, keepdim=True)
+        return hopkit.attention_aggregate(A, q, k, h, score="gat", negative_slope=0.2)
+
+    with torch.no_grad():
+        want = conv(x, ei)
+        if not check("attention", case, "hopkit", hop(), want, 1e-4, 1e-4):
+            return
+        add("attention", case, "PyG GATConv", cuda_time(lambda: conv(x, ei), repeats=10))
+        add("attention", case, "hopkit", cuda_time(hop, repeats=10))
+
+
+# ---------------------------------------------------------------- top-k
+def bench_topk(gname, R, dev, sgemm, bf16):
+    k, F = 20, 64
+    case = f"{gname} all-user top-{k} F={F} with exclusion"
+    U, n_items = R.shape
+    users = torch.randn(U, F, device=dev)
+    items = torch.randn(n_items, F, device=dev)
+    indptr = torch.from_numpy(np.array(R.indptr)).to(dev)
+    cols = torch.from_numpy(np.array(R.indices, dtype=np.int64)).to(dev)
+    rows = torch.repeat_interleave(torch.arange(U, device=dev), indptr[1:] - indptr[:-1])
+    batch = 4096
+
+    def peer():
+        out = torch.empty(U, k, dtype=torch.int64, device=dev)
+        for b0 in range(0, U, batch):
+            b1 = min(U, b0 + batch)
+            S = users[b0:b1] @ items.T
+            lo, hi = int(R.indptr[b0]), int(R.indptr[b1])
+            S[rows[lo:hi] - b0, cols[lo:hi]] = -float("inf")
+            out[b0:b1] = torch.topk(S, k, dim=1).indices
+        return out
+
+    flops = 2.0 * U * n_items * F
+    t_peer = cuda_time(peer, repeats=5)
+    add("topk", case, "torch mm+mask+topk", t_peer, frac_sgemm=flops / (t_peer * 1e-3) / sgemm)
+    try:
+        import faiss  # noqa: F401
+
+        have_gpu_faiss = hasattr(faiss, "StandardGpuResources")
+    except ImportError:
+        have_gpu_faiss = False
+    if have_gpu_faiss:
+        res = faiss.StandardGpuResources()
+        index = faiss.GpuIndexFlatIP(res, F)
+        index.add(items.cpu().numpy())
+        kk = k + int(np.diff(R.indptr).max())
+        kk = min(kk, 2048)  # FAISS GPU k limit
+        uq = users.cpu().numpy()
+        add("topk", case, f"FAISS GPU flat IP (k={kk}, host queries, no exclusion)",
+            wall_time(lambda: index.search(uq, kk), repeats=3))
+    else:
+        na("topk", case, "FAISS GPU", "faiss with GPU support not installed")
+    if not hasattr(hopkit, "topk"):
+        na("topk", case, "hopkit", "hopkit.topk not in this build")
+        return
+    idx = hopkit.topk(users, items, k, exclude=R)[1]
+    want = peer()
+    agree = (idx == want).float().mean().item()
+    if agree < 0.999:  # torch.topk breaks ties arbitrarily; hopkit by index
+        na("topk", case, "hopkit", f"CHECK FAILED: agrees with torch on {agree:.4f}")
+        return
+    t = cuda_time(lambda: hopkit.topk(users, items, k, exclude=R), repeats=5)
+    add("topk", case, "hopkit", t, frac_sgemm=flops / (t * 1e-3) / sgemm,
+        frac_bf16_gemm=flops / (t * 1e-3) / bf16)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="gpu_bench.json")
+    ap.add_argument("--quick", action="store_true", help="Gowalla size only")
+    ap.add_argument("--tiny", action="store_true", help="a tiny graph (for --device cpu)")
+    ap.add_argument("--device", default="cuda",
+                    help="cuda (default), or cpu for a dry run of the script's logic")
+    args = ap.parse_args(argv)
+    DEVICE["type"] = args.device
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("gpu_bench: no CUDA device")
+        if hopkit._backend.cuda_module() is None:
+            sys.exit("gpu_bench: hopkit was built without CUDA (hopkit._cuda missing)")
+        dev = torch.device("cuda", torch.cuda.current_device())
+        name = torch.cuda.get_device_name(dev)
+    else:
+        dev, name = torch.device("cpu"), f"CPU dry run ({platform.processor() or 'cpu'})"
+    bw = copy_bandwidth(dev)
+    sgemm = gemm_rate(dev, torch.float32, 8192 if args.device == "cuda" else 1024)
+    bf16 = gemm_rate(dev, torch.bfloat16, 8192 if args.device == "cuda" else 1024)
+    print(f"device: {name}; torch {torch.__version__}; python {platform.python_version()}")
+    print(f"measured D2D copy bandwidth {bw / 1e9:.0f} GB/s, sgemm {sgemm / 1e12:.1f} TFLOP/s, "
+          f"bf16 GEMM {bf16 / 1e12:.1f} TFLOP/s")
+    for gname, R in graphs(args.quick, args.tiny):
+        A = hopkit.bipartite_adjacency(R)  # symmetric normalised (U+I) adjacency, float32
+        print(f"{gname}: {R.shape[0]} users, {R.shape[1]} items, adjacency nnz {A.nnz}")
+        bench_spmm(gname, A, dev, bw)
+        bench_propagate(gname, A, dev)
+        bench_attention(gname, A, dev)
+        bench_topk(gname, R, dev, sgemm, bf16)
+    report(RESULTS)
+    with open(args.out, "w") as f:
+        json.dump({"device": name, "torch": torch.__version__, "copy_bandwidth_GBps": bw / 1e9,
+                   "sgemm_TFLOPs": sgemm / 1e12, "bf16_gemm_TFLOPs": bf16 / 1e12,
+                   "rows": RESULTS}, f, indent=1)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

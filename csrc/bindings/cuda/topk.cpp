@@ -1,0 +1,32 @@
+// _cuda binding of the top-k selection kernel (hopkit/cuda/topk.h).
+#include "hopkit/cuda/topk.h"
+
+#include "common.h"
+
+using namespace hopkit_cuda_bind;
+
+void bind_cuda_topk(py::module_& m) {
+  m.attr("TOPK_MAX_K") = hopkit::cuda::TOPK_MAX_K;
+  m.def(
+      "topk_select",
+      [](int s_dtype, int64_t S, int64_t nq, int64_t N, int64_t k, int64_t q0, int64_t ex_indptr,
+         int64_t ex_indices, int64_t ex_rows, int64_t cand_indptr, int64_t cand_indices,
+         int64_t scores_out, int64_t idx_out, int64_t stream) {
+        hopkit::cuda::TopkSelectCall c{s_dtype,
+                                       dptr<const void>(S),
+                                       nq,
+                                       N,
+                                       k,
+                                       q0,
+                                       dptr<const int64_t>(ex_indptr),
+                                       dptr<const int64_t>(ex_indices),
+                                       dptr<const int64_t>(ex_rows),
+                                       dptr<const int64_t>(cand_indptr),
+                                       dptr<const int64_t>(cand_indices),
+                                       dptr<void>(scores_out),
+                                       dptr<int64_t>(idx_out)};
+        py::gil_scoped_release release;
+        hopkit::cuda::topk_select(c, stream_of(stream));
+      },
+      "Per-query top-k selection over score rows on device pointers");
+}

@@ -1,0 +1,338 @@
+"""The Python side of the CUDA backend (ops/_cuda.py, the op modules' CUDA
+branches, the autograd Functions with the CUDA backend) run without a GPU:
+CPU tensors are routed down the CUDA path and `hopkit._cuda` is replaced by a
+NumPy stand-in that reads and writes the same raw pointers (ctypes) with the
+reference semantics of each kernel contract. This checks argument order,
+shapes, dtypes, allocation, caching and autograd wiring of every wrapper; the
+CUDA kernels themselves are tested by tests/test_cuda.py on a GPU."""
+
+import ctypes
+
+import hopkit
+import numpy as np
+import pytest
+from conftest import power_law_graph
+from hopkit import reference as ref
+from hopkit.ops import _cuda as cu
+
+torch = pytest.importorskip("torch")
+
+NP = {0: np.float32, 1: np.float64, 2: np.float16}
+
+
+def view(ptr, dtype, shape):
+    """NumPy view of `shape` elements of `dtype` at address `ptr`."""
+    n = int(np.prod(shape))
+    if n == 0:
+        return np.zeros(shape, dtype)
+    assert ptr, "null pointer for a non-empty array"
+    buf = (ctypes.c_char * (n * np.dtype(dtype).itemsize)).from_address(ptr)
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def csr_views(csr):
+    ip, ix, n_rows, n_cols, nnz = csr
+    return view(ip, np.int64, (n_rows + 1,)), view(ix, np.int32, (nnz,)), n_rows, n_cols, nnz
+
+
+class FakeCuda:
+    """hopkit._cuda's functions, same signatures, computed on the host."""
+
+    TOPK_MAX_K = 256
+    calls: list
+
+    def __init__(self):
+        self.calls = []
+
+    def spmm_forward(self, csr, plan, dtype, X, F, E, e_width, eperm, msg, red, mask, Y, arg,
+                     ws_val, ws_arg, stream):
+        self.calls.append("spmm_forward")
+        indptr, indices, n_rows, n_cols, nnz = csr_views(csr)
+        assert len(plan) == 9 and plan[3] >= n_rows  # n_segs
+        T = NP[dtype]
+        Xa = view(X, T, (n_cols, F)).astype(np.float64) if X else None
+        Ea = (view(E, T, (nnz,) if e_width == 1 else (nnz, F)).astype(np.float64)
+              if e_width else None)
+        ep = view(eperm, np.int64, (nnz,)) if eperm else None
+        Ya = view(Y, T, (n_rows, F))
+        out = np.zeros((n_rows, F))
+        if mask:
+            mk = view(mask, np.int64, (n_cols, F))
+            rows = np.repeat(np.arange(n_rows), np.diff(indptr))
+            ee = ep
+            m = Xa[indices] if msg != 3 else np.zeros((nnz, F))
+            if msg == 1:
+                m = m * (Ea[ee][:, None] if e_width == 1 else Ea[ee])
+            m = m * (mk[indices] == ee[:, None])
+            np.add.at(out, rows, m)
+        else:
+            g = np.empty((n_rows, F), dtype=np.int64) if red >= 2 else None
+            ref.spmm_forward(indptr, indices, n_rows, n_cols, Xa, F, Ea, e_width, ep, msg, red,
+                             out, g)
+            if arg:
+                view(arg, np.int64, (n_rows, F))[...] = g
+        Ya[...] = out.astype(T)
+
+    def spmm_edge_grad(self, csr, dtype, X, F, E, e_width, eperm, msg, red, dY, arg, dE,
+                       stream):
+        self.calls.append("spmm_edge_grad")
+        indptr, indices, n_rows, n_cols, nnz = csr_views(csr)
+        T = NP[dtype]
+        Xa = view(X, T, (n_cols, F)).astype(np.float64) if X else None
+        g = view(arg, np.int64, (n_rows, F)) if arg else None
+        shape = (nnz,) if e_width == 1 else (nnz, F)
+        out = np.empty(shape)
+        ref.spmm_edge_grad(indptr, indices, n_rows, n_cols, Xa, F, None, e_width,
+                           view(eperm, np.int64, (nnz,)) if eperm else None, msg, red,
+                           view(dY, T, (n_rows, F)).astype(np.float64), g, out)
+        view(dE, T, shape)[...] = out.astype(T)
+
+    def propagate(self, csr, plan, dtype, X, F, E, eperm, alpha, out, work, ws, stream):
+        self.calls.append("propagate")
+        indptr, indices, n_rows, n_cols, nnz = csr_views(csr)
+        T = NP[dtype]
+        res = np.empty((n_rows, F))
+        wk = np.empty((n_rows, F))
+        ref.propagate(indptr, indices, n_rows, n_cols, view(X, T, (n_cols, F)).astype(np.float64),
+                      F, view(E, T, (nnz,)).astype(np.float64) if E else None,
+                      view(eperm, np.int64, (nnz,)) if eperm else None, np.asarray(alpha), res,
+                      wk)
+        view(out, T, (n_rows, F))[...] = res.astype(T)
+
+    def attention_forward(self, csr, dtype, Q, K, V, heads, dk, dv, score, scale, slope, out,
+                          lse, stream):
+        self.calls.append("attention_forward")
+        indptr, indices, n_rows, n_cols, nnz = csr_views(csr)
+        T = NP[dtype]
+        ref.attention_forward(indptr, indices, n_rows, n_cols, view(Q, T, (n_rows, heads * dk)),
+                              view(K, T, (n_cols, heads * dk)), view(V, T, (n_cols, heads * dv)),
+                              heads, dk, dv, score, scale, slope,
+                              view(out, T, (n_rows, heads * dv)), view(lse, T, (n_rows, heads)))
+
+    def attention_backward(self, csr, csr_t, dtype, Q, K, V, heads, dk, dv, score, scale, slope,
+                           out, dout, lse, delta, dQ, dK, dV, stream):
+        self.calls.append("attention_backward")
+        indptr, indices, n_rows, n_cols, nnz = csr_views(csr)
+        t_indptr, t_indices, *_ = csr_views(csr_t)
+        T = NP[dtype]
+        ref.attention_backward(
+            indptr, indices, t_indptr, t_indices, n_rows, n_cols,
+            view(Q, T, (n_rows, heads * dk)), view(K, T, (n_cols, heads * dk)),
+            view(V, T, (n_cols, heads * dv)), heads, dk, dv, score, scale, slope,
+            view(out, T, (n_rows, heads * dv)), view(dout, T, (n_rows, heads * dv)),
+            view(lse, T, (n_rows, heads)), view(dQ, T, (n_rows, heads * dk)),
+            view(dK, T, (n_cols, heads * dk)), view(dV, T, (n_cols, heads * dv)))
+
+    def topk_select(self, s_dtype, S, nq, N, k, q0, ex_indptr, ex_indices, ex_rows,
+                    cand_indptr, cand_indices, scores_out, idx_out, stream):
+        self.calls.append("topk_select")
+        assert 1 <= k <= self.TOPK_MAX_K
+        T = NP[s_dtype]
+        so, io = view(scores_out, T, (nq, k)), view(idx_out, np.int64, (nq, k))
+        if cand_indptr:
+            cip = view(cand_indptr, np.int64, (q0 + nq + 1,))
+            Sv = view(S, T, (int(cip[-1]),))
+        else:
+            Sv = view(S, T, (nq, N))
+        for q in range(nq):
+            gq = q0 + q
+            if cand_indptr:
+                b, e = cip[gq], cip[gq + 1]
+                items = view(cand_indices, np.int64, (int(e),))[b:e]
+                s = Sv[b:e].astype(np.float64)
+            else:
+                items, s = np.arange(N), Sv[q].astype(np.float64)
+            keep = ~np.isnan(s) & (s > -np.inf)
+            if ex_indptr:
+                r = view(ex_rows, np.int64, (gq + 1,))[gq] if ex_rows else gq
+                eip = view(ex_indptr, np.int64, (r + 2,))
+                ex = view(ex_indices, np.int64, (int(eip[r + 1]),))[eip[r]:eip[r + 1]]
+                keep &= ~np.isin(items, ex)
+            items, s = items[keep], s[keep]
+            order = np.lexsort((items, -s))[:k]
+            so[q, :len(order)] = s[order]
+            io[q, :len(order)] = items[order]
+
+    def sort_temp_bytes(self, n):
+        return 16
+
+    def coo_to_csr(self, n_rows, n_cols, nnz, index_i64, rows, cols, value_dtype, values,
+                   indptr, cols_out, values_out, bad, scratch, stream):
+        self.calls.append("coo_to_csr")
+        it = np.int64 if index_i64 else np.int32
+        r, c = view(rows, it, (nnz,)).astype(np.int64), view(cols, it, (nnz,)).astype(np.int64)
+        badv = view(bad, np.int64, (1,))
+        wrong = np.flatnonzero((r < 0) | (r >= n_rows) | (c < 0) | (c >= n_cols))
+        if len(wrong):
+            p = int(wrong[0])
+            badv[0] = 2 * p + (0 if (r[p] < 0 or r[p] >= n_rows) else 1)
+            return
+        badv[0] = -1
+        order = np.lexsort((c, r))
+        view(indptr, np.int64, (n_rows + 1,))[...] = np.searchsorted(r[order],
+                                                                     np.arange(n_rows + 1))
+        view(cols_out, it, (nnz,))[...] = c[order]
+        if values:
+            vt = NP[value_dtype]
+            view(values_out, vt, (nnz,))[...] = view(values, vt, (nnz,))[order]
+
+    def csr_transpose(self, n_rows, n_cols, nnz, index_i64, indptr, indices, t_indptr,
+                      t_indices, perm, scratch, stream):
+        self.calls.append("csr_transpose")
+        it = np.int64 if index_i64 else np.int32
+        ip = view(indptr, np.int64, (n_rows + 1,))
+        tp, ti, pm = ref.csr_transpose(ip, view(indices, it, (nnz,)), n_cols)
+        view(t_indptr, np.int64, (n_cols + 1,))[...] = tp
+        view(t_indices, it, (nnz,))[...] = ti
+        view(perm, np.int64, (nnz,))[...] = pm
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """CPU tensors take the CUDA path; hopkit._cuda is the NumPy stand-in."""
+    f = FakeCuda()
+    real_route = cu.route
+
+    def route(op, backend, **arrays):
+        if any(isinstance(x, torch.Tensor) for x in arrays.values()):
+            _, out, back = real_route(op, backend, **arrays)
+            return torch.device("cpu"), out, back
+        return real_route(op, backend, **arrays)
+
+    import importlib
+
+    for name in ("spmm", "propagate", "attention", "topk"):  # the modules, not the functions
+        monkeypatch.setattr(importlib.import_module(f"hopkit.ops.{name}"), "_route", route)
+    monkeypatch.setattr(cu, "route", route)
+    monkeypatch.setattr(cu, "_mod", lambda: f)
+    monkeypatch.setattr(cu, "_stream", lambda device: 0)
+    return f
+
+
+def _fresh(A):
+    return hopkit.CSR(A.indptr, A.indices, A.values, A.shape)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
+@pytest.mark.parametrize("message", ["mul", "add"])
+@pytest.mark.parametrize("vector", [False, True])
+def test_spmm_wrappers_and_autograd(fake, rng, reduce, message, vector):
+    A = power_law_graph(40, 30, 500, rng, values=np.float64, empty=(0, 39))
+    F = 6
+    X = rng.standard_normal((30, F))
+    E = rng.standard_normal((A.nnz, F) if vector else A.nnz)
+    outs = []
+    for path in ("cpu", "fake"):
+        x = torch.from_numpy(X).requires_grad_()
+        e = torch.from_numpy(E).requires_grad_()
+        B = _fresh(A)
+        if path == "cpu":
+            Y = hopkit.spmm(B, x.detach().numpy(), reduce, e.detach().numpy(), message=message)
+            Y = torch.from_numpy(Y)
+            x2, e2 = x.detach().requires_grad_(), e.detach().requires_grad_()
+            Yg = hopkit.spmm(B, x2, reduce, e2, message=message)  # CPU autograd (not routed)
+        else:
+            fake.calls.clear()
+            Y = Yg = hopkit.spmm(B, x, reduce, e, message=message)
+            x2, e2 = x, e
+            assert "spmm_forward" in fake.calls
+        (Yg * torch.linspace(-1, 1, F)).sum().backward()
+        outs.append((Y.detach(), x2.grad, e2.grad))
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_spmm_default_weights_mean_and_transposed_csr(fake, rng):
+    A = _fresh(power_law_graph(40, 30, 500, rng, values=np.float64, empty=(3,)))
+    for M in (A, A.T):  # A.T: the X gradient reads the weights through the inverse perm
+        X = torch.randn(M.n_cols, 5, dtype=torch.float64, requires_grad=True)
+        torch.autograd.gradcheck(lambda x: hopkit.spmm(M, x, "mean"), (X,))  # noqa: B023
+        w = torch.rand(M.nnz, dtype=torch.float64, requires_grad=True)
+        torch.autograd.gradcheck(lambda x, e: hopkit.spmm(M, x, "sum", e),  # noqa: B023
+                                 (X, w))
+    Y, arg = hopkit.spmm(A, torch.randn(30, 5, dtype=torch.float64), "max", return_arg=True)
+    assert arg.dtype == torch.int64 and arg.shape == (40, 5)
+    Yh = hopkit.spmm(A, torch.randn(30, 8).half())
+    assert Yh.dtype == torch.float16
+
+
+def test_sddmm_wrapper(fake, rng):
+    A = _fresh(power_law_graph(30, 20, 300, rng, values=np.float64))
+    U = torch.randn(30, 4, dtype=torch.float64, requires_grad=True)
+    V = torch.randn(20, 4, dtype=torch.float64, requires_grad=True)
+    got = hopkit.sddmm(A, U, V, scale=True)
+    want = hopkit.sddmm(A, U.detach().numpy(), V.detach().numpy(), scale=True, backend="numpy")
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-12)
+    torch.autograd.gradcheck(lambda u, v: hopkit.sddmm(A, u, v, scale=True), (U, V))
+
+
+def test_propagate_wrapper(fake, rng):
+    A = hopkit.bipartite_adjacency(power_law_graph(20, 15, 200, rng), dtype=np.float64)
+    X = torch.randn(A.n_cols, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(A.nnz, dtype=torch.float64)
+    for combine in ("mean", [0.5, 0.0, 2.0, 1.0]):
+        want = hopkit.propagate(A, X.detach().numpy(), 3, combine, backend="numpy")
+        np.testing.assert_allclose(hopkit.propagate(A, X, 3, combine).detach().numpy(), want,
+                                   rtol=1e-12, atol=1e-12)
+        torch.autograd.gradcheck(lambda x: hopkit.propagate(A, x, 3, combine), (X,))  # noqa: B023
+        torch.autograd.gradcheck(lambda x: hopkit.propagate(A.T, x, 3, combine, w),  # noqa: B023
+                                 (X,))
+    with pytest.raises(ValueError, match="propagate: gradients wrt edge_weight"):
+        hopkit.propagate(A, X, 3, edge_weight=w.clone().requires_grad_())
+
+
+@pytest.mark.parametrize("score", ["dot", "gat"])
+def test_attention_wrapper(fake, rng, score):
+    A = _fresh(power_law_graph(25, 20, 250, rng, empty=(1,)))
+    heads = 2
+    dk = 1 if score == "gat" else 3
+    ts = [torch.randn(n, heads * d, dtype=torch.float64, requires_grad=True)
+          for n, d in ((25, dk), (20, dk), (20, 4))]
+    want = hopkit.attention_aggregate(A, *[t.detach().numpy() for t in ts], heads, score,
+                                      backend="numpy")
+    got = hopkit.attention_aggregate(A, *ts, heads, score)
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-12, atol=1e-12)
+    torch.autograd.gradcheck(lambda q, k, v: hopkit.attention_aggregate(A, q, k, v, heads, score),
+                             ts)
+    assert "attention_backward" in fake.calls
+    with pytest.raises(TypeError, match="attention_aggregate: Q must be float32 or float64"):
+        hopkit.attention_aggregate(A, *[t.detach().half() for t in ts], heads, score)
+
+
+@pytest.mark.parametrize("k", [0, 5, 300])
+def test_topk_wrapper(fake, rng, k):
+    U = rng.integers(-2, 3, (30, 4)).astype(np.float32)
+    It = rng.integers(-2, 3, (350, 4)).astype(np.float32)
+    train = power_law_graph(30, 350, 900, rng, empty=(4,))
+    rows = rng.integers(0, 30, 12)
+    for kw, Q in (({}, U), ({"exclude": train}, U), ({"candidates": train}, U),
+                  ({"exclude": train, "exclude_rows": rows}, U[:12])):
+        s, i = hopkit.topk(torch.from_numpy(Q), torch.from_numpy(It), k, **kw)
+        s_c, i_c = hopkit.topk(Q, It, k, backend="numpy", **kw)
+        np.testing.assert_array_equal(i.numpy(), i_c)
+        np.testing.assert_array_equal(s.numpy(), s_c)
+    if 0 < k <= 256:
+        assert "topk_select" in fake.calls
+    hs, hi = hopkit.topk(torch.from_numpy(U).half(), torch.from_numpy(It).half(), 3)
+    assert hs.dtype == torch.float16 and hi.shape == (30, 3)
+
+
+def test_csr_construction_wrappers(fake, rng):
+    r = rng.integers(0, 20, 300)
+    c = rng.integers(0, 15, 300)
+    v = rng.standard_normal(300)
+    want = hopkit.CSR.from_coo(r, c, v, shape=(21, 15))
+    got = cu.csr_from_coo(hopkit.CSR, torch.from_numpy(r), torch.from_numpy(c).to(torch.int32),
+                          torch.from_numpy(v), (21, 15), True)
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-12)
+    bad = c.copy()
+    bad[9] = 15
+    with pytest.raises(ValueError, match=r"CSR.from_coo: col must lie in \[0, 15\); col\[9\] = 15"):
+        cu.csr_from_coo(hopkit.CSR, torch.from_numpy(r), torch.from_numpy(bad), None, (21, 15),
+                        True)
+    t_indptr, t_indices, perm = cu.transpose(want, torch.device("cpu"))
+    np.testing.assert_array_equal(t_indptr.numpy(), want.T.indptr)
+    np.testing.assert_array_equal(t_indices.numpy(), want.T.indices)
+    np.testing.assert_array_equal(perm.numpy(), want.T.perm)
