@@ -126,7 +126,8 @@ class LightGCN(Recommender):
 
         ``data``: a Dataset or users x items CSR (its ``train``). ``valid``: a
         validation CSR, a fraction (held out per user from the training data
-        with ``split_random``), or None. Every ``eval_every`` epochs the model
+        with ``split_random`` and removed from the training graph, which
+        is then what ``recommend`` excludes and ``save`` stores), or None. Every ``eval_every`` epochs the model
         is evaluated with ``hopkit.evaluate`` on ``valid`` (and on ``test``
         when given, for the learning curve only); with ``patience`` training
         stops after that many evaluations without a better validation
@@ -146,6 +147,9 @@ class LightGCN(Recommender):
         if test is None and ds is not None and isinstance(data, Dataset):
             test = data.test
         if isinstance(valid, float):
+            if not first:
+                raise ValueError("LightGCN.fit: a validation fraction can only be split off on "
+                                 "the first fit call; pass the validation CSR instead")
             sp = split_random(self.train, valid, seed=self.seed)
             self.train, valid = sp.train, sp.test
             self._A = None
