@@ -129,8 +129,8 @@ class LightGCN(Recommender):
         with ``split_random`` and removed from the training graph, which
         is then what ``recommend`` excludes and ``save`` stores), or None.
         Every ``eval_every`` epochs the model is evaluated with
-        ``hopkit.evaluate`` on ``valid`` (and on ``test`` when given, for the learning curve only); with ``patience`` training
-        stops after that many evaluations without a better validation
+        ``hopkit.evaluate`` on ``valid`` (and on ``test`` when given, for the
+        learning curve only); with ``patience`` training stops after that many evaluations without a better validation
         Recall@k and the best embeddings are restored. ``checkpoint``: a
         directory where the best model so far is saved (``load`` it to
         resume). ``progress`` shows a tqdm bar with loss and epoch time.
