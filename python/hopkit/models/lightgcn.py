@@ -124,17 +124,18 @@ class LightGCN(Recommender):
             progress=True, checkpoint=None, max_batches=None, log=None, test=None):
         """Train for up to ``epochs`` epochs.
 
-        ``data``: a Dataset or users x items CSR (its ``train``). ``valid``: a
-        validation CSR, a fraction (held out per user from the training data
-        with ``split_random`` and removed from the training graph, which
+        ``data``: a Dataset or users x items CSR (its ``train``). ``valid``:
+        a validation CSR, a fraction (held out per user from the training
+        data with ``split_random`` and removed from the training graph, which
         is then what ``recommend`` excludes and ``save`` stores), or None.
         Every ``eval_every`` epochs the model is evaluated with
         ``hopkit.evaluate`` on ``valid`` (and on ``test`` when given, for the
-        learning curve only); with ``patience`` training stops after that many evaluations without a better validation
-        Recall@k and the best embeddings are restored. ``checkpoint``: a
-        directory where the best model so far is saved (``load`` it to
-        resume). ``progress`` shows a tqdm bar with loss and epoch time.
-        ``max_batches`` caps the batches per epoch (benchmarks). ``log(dict)``
+        learning curve only); with ``patience`` training stops after that
+        many evaluations without a better validation Recall@k and the best
+        embeddings are restored. ``checkpoint``: a directory where the best
+        model so far is saved (``load`` it to resume). ``progress`` shows a
+        tqdm bar with loss and epoch time. ``max_batches`` caps the batches
+        per epoch (benchmarks). ``log(dict)``
         is called after each epoch.
         """
         import torch
