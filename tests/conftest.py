@@ -1,5 +1,8 @@
 import os
 
+# hopkit's and torch's OpenMP runtimes spin-wait against each other otherwise (see cli.main)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import hopkit
 import numpy as np
 import pytest

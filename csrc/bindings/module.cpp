@@ -8,6 +8,7 @@ namespace py = pybind11;
 
 void bind_csr(py::module_& m);
 void bind_spmm(py::module_& m);
+void bind_sampling(py::module_& m);
 void bind_propagate(py::module_& m);
 void bind_attention(py::module_& m);
 void bind_topk(py::module_& m);
@@ -33,6 +34,7 @@ PYBIND11_MODULE(_native, m) {
   });
   bind_csr(m);
   bind_spmm(m);
+  bind_sampling(m);
   bind_propagate(m);
   bind_attention(m);
   bind_topk(m);

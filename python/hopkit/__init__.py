@@ -15,7 +15,18 @@ if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
 
 from ._config import __version__, config, get_num_threads, set_num_threads, show_config
 from .csr import CSR, as_csr, bipartite_adjacency
-from .ops import ItemIndex, attention_aggregate, evaluate, propagate, sddmm, spmm, topk, topk_scores
+from .ops import (
+    ItemIndex,
+    attention_aggregate,
+    bpr_triples,
+    evaluate,
+    propagate,
+    sample_negatives,
+    sddmm,
+    spmm,
+    topk,
+    topk_scores,
+)
 
 __all__ = [
     "CSR",
@@ -24,10 +35,12 @@ __all__ = [
     "as_csr",
     "attention_aggregate",
     "bipartite_adjacency",
+    "bpr_triples",
     "config",
     "evaluate",
     "get_num_threads",
     "propagate",
+    "sample_negatives",
     "sddmm",
     "set_num_threads",
     "show_config",

@@ -131,6 +131,60 @@ def spmm_arg_grad_x(indptr, indices, n_rows, n_cols, X, F, E, e_width, eperm, me
     _arg_grad_x(indices, E2, e_vec, perm, has_perm, message, dY, arg, dX)
 
 
+# ---------------------------------------------------------------- negative sampling
+@njit(inline="always")
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(inline="always")
+def _draw(key, t, n):
+    z = _mix64(key + np.uint64(t) * np.uint64(0x9E3779B97F4A7C15))
+    return np.int64(((z >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
+
+
+@njit(parallel=True, cache=True)
+def _sample_negatives(indptr, indices, n_items, users, n_neg, seed, out, tries):
+    n = users.shape[0] * n_neg
+    base = _mix64(np.uint64(seed))
+    for s in prange(n):
+        u = np.int64(users[s // n_neg])
+        lo = indptr[u]
+        deg = indptr[u + 1] - lo
+        key = _mix64(base ^ np.uint64(s))
+        item = -1
+        if deg < n_items:
+            for t in range(tries):
+                c = _draw(key, t, n_items)
+                a, b = lo, lo + deg
+                while a < b:
+                    m = (a + b) // 2
+                    if indices[m] < c:
+                        a = m + 1
+                    else:
+                        b = m
+                if a == lo + deg or indices[a] != c:
+                    item = c
+                    break
+            if item < 0:
+                r = _draw(key, tries, n_items - deg)
+                a, b = np.int64(0), deg
+                while a < b:
+                    m = (a + b) // 2
+                    if np.int64(indices[lo + m]) - m <= r:
+                        a = m + 1
+                    else:
+                        b = m
+                item = r + a
+        out[s] = item
+
+
+def sample_negatives(indptr, indices, n_items, users, n_neg, seed, out):
+    _sample_negatives(indptr, indices, np.int64(n_items), users, np.int64(n_neg),
+                      np.uint64(seed), out, _ref.NEGATIVE_TRIES)
+
 # ---------------------------------------------------------------- propagate
 @njit(parallel=True, cache=True)
 def _propagate_hop(indptr, indices, W, has_w, eperm, has_perm, src, X, a, b, use_x, dst):

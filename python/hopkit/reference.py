@@ -162,6 +162,67 @@ def csr_transpose(indptr, indices, n_cols):
     return t_indptr, rows[perm].astype(indices.dtype), perm
 
 
+# ---------------------------------------------------------------- negative sampling
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+NEGATIVE_TRIES = 32
+
+
+def mix64(z):
+    """splitmix64 finalizer on uint64 arrays (wrapping arithmetic)."""
+    z = np.asarray(z, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _draw(key, t, n):
+    with np.errstate(over="ignore"):
+        z = mix64(key + np.uint64(t) * _GOLDEN)
+    return ((z >> np.uint64(32)) * np.asarray(n, dtype=np.uint64) >> np.uint64(32)).astype(
+        np.int64)
+
+
+def sample_negatives(indptr, indices, n_items, users, n_neg, seed, out):
+    """out[b * n_neg + j]: an item not in row users[b] (see csrc/include/hopkit/sampling.h:
+    counter-based draws, binary-search rejection, exact fallback, -1 for a full row)."""
+    n = users.shape[0] * n_neg
+    s = np.arange(n, dtype=np.uint64)
+    u = np.repeat(users.astype(np.int64), n_neg)
+    key = mix64(mix64(np.uint64(seed)) ^ s)
+    lo, deg = indptr[u], indptr[u + 1] - indptr[u]
+    res = np.full(n, -1, dtype=np.int64)
+    todo = np.flatnonzero(deg < n_items)
+    for t in range(NEGATIVE_TRIES):
+        if todo.size == 0:
+            break
+        c = _draw(key[todo], t, n_items)
+        found = _in_rows(indices, lo[todo], deg[todo], c)
+        res[todo[~found]] = c[~found]
+        todo = todo[found]
+    for i in todo:  # exact fallback: the r-th item missing from the row
+        row = np.asarray(indices[lo[i]:lo[i] + deg[i]], dtype=np.int64)
+        r = int(_draw(key[i:i + 1], NEGATIVE_TRIES, n_items - deg[i])[0])
+        res[i] = r + int(np.searchsorted(row - np.arange(deg[i]), r, side="right"))
+    out[...] = res.astype(out.dtype)
+
+
+def _in_rows(indices, lo, deg, c):
+    """Vectorised membership of c[k] in the sorted row (lo[k], deg[k])."""
+    left, right = lo.copy(), lo + deg
+    while True:
+        active = left < right
+        if not active.any():
+            break
+        mid = (left + right) // 2
+        v = np.where(active, indices[np.minimum(mid, max(len(indices) - 1, 0))], 0)
+        go_right = active & (v < c)
+        left = np.where(go_right, mid + 1, left)
+        right = np.where(active & ~go_right, mid, right)
+    end = lo + deg
+    hit = left < end
+    return hit & (indices[np.minimum(left, max(len(indices) - 1, 0))] == c)
+
 # ---------------------------------------------------------------- propagate
 def propagate(indptr, indices, n_rows, n_cols, X, F, E, eperm, alpha, out, work):
     """out = sum_l alpha[l] A^l X (layers = len(alpha) - 1), summed layer by

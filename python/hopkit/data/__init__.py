@@ -1,5 +1,16 @@
-"""Interaction data: the built-in synthetic generator (and, later, loaders)."""
+"""Interaction data: loaders (text formats -> users x items CSR with id maps),
+splits, and the built-in synthetic generator."""
 
+from .loaders import (
+    FORMATS,
+    DataError,
+    Dataset,
+    from_csr,
+    load,
+    split_leave_last,
+    split_random,
+)
 from .synthetic import gowalla_like, synthetic
 
-__all__ = ["gowalla_like", "synthetic"]
+__all__ = ["FORMATS", "DataError", "Dataset", "from_csr", "gowalla_like", "load",
+           "split_leave_last", "split_random", "synthetic"]

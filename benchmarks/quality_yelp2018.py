@@ -1,0 +1,221 @@
+"""Quality and speed on Yelp2018 (not a unit test; minutes to hours on 2 cores).
+
+    python benchmarks/quality_yelp2018.py gf                  # GF-CF: fit + full evaluation
+    python benchmarks/quality_yelp2018.py speed --batches 20  # LightGCN epoch speed vs PyG LGConv
+    python benchmarks/quality_yelp2018.py lightgcn --epochs 400 --budget-min 120 --eval-every 10
+
+Data: ../shared/data/yelp2018/{train,test}.txt (the LightGCN files) relative
+to the repository root, or --data. Prints Recall@20 / NDCG@20 on all test
+users (training items excluded) and wall times; figures are recorded in
+docs/benchmarks.md ("## recommender").
+
+* ``gf``: GraphFilter (GF-CF: linear filter + 0.3 x ideal low-pass, 256
+  singular vectors from a randomized SVD on hopkit.spmm); wall time of fit
+  and of the full evaluation.
+* ``speed``: the same LightGCN (d=64, 3 layers, mean over layers, BPR + L2 on
+  the batch's layer-0 embeddings, Adam) written two ways, trained on the same
+  BPR triples with the same batch size for a fixed number of batches, timed
+  in one process, interleaved: hopkit (``hopkit.propagate`` on the
+  normalised bipartite CSR) vs PyG (``LGConv`` on ``edge_index``) in two
+  variants: as PyG's ``models.LightGCN`` ships it (``LGConv()`` normalising
+  the graph every call) and with the normalised weights precomputed
+  (``LGConv(normalize=False)`` + ``edge_weight``, PyG's fastest form). The
+  epoch time is the median batch time x batches per epoch plus sampling.
+* ``lightgcn``: trains hopkit's LightGCN and prints the test curve every
+  ``--eval-every`` epochs until ``--epochs`` or ``--budget-min``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # hopkit + torch OpenMP runtimes
+# NumPy's OpenBLAS pool spin-waits against the OpenMP threads on a busy 2-core
+# machine (10-20x slower tall GEMMs); hopkit and torch keep their threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import hopkit  # noqa: E402
+import numpy as np  # noqa: E402
+from hopkit.data import load  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "yelp2018")
+
+
+def run_gf(ds, args):
+    from hopkit.models import GraphFilter
+
+    t0 = time.perf_counter()
+    m = GraphFilter(alpha=0.3, k=args.rank, n_iter=args.n_iter).fit(ds)
+    t1 = time.perf_counter()
+    res = m.evaluate(ds.test, (20,), ("recall", "ndcg"))
+    t2 = time.perf_counter()
+    out = {"model": "GraphFilter (GF-CF)", "rank": args.rank, "n_iter": args.n_iter,
+           "recall@20": res["recall@20"], "ndcg@20": res["ndcg@20"], "fit_s": t1 - t0,
+           "eval_s": t2 - t1, "total_s": t2 - t0}
+    print(f"GraphFilter: Recall@20 {out['recall@20']:.4f}  NDCG@20 {out['ndcg@20']:.4f}  "
+          f"fit {out['fit_s']:.1f} s  evaluation {out['eval_s']:.1f} s  "
+          f"total {out['total_s']:.1f} s", flush=True)
+    return out
+
+
+def run_lightgcn(ds, args):
+    from hopkit.models import LightGCN
+
+    m = LightGCN(dim=64, layers=3, lr=args.lr, reg=1e-4, batch_size=args.batch_size, seed=0)
+    t0 = time.perf_counter()
+    curve = []
+    deadline = t0 + 60 * args.budget_min
+    done = 0
+    while done < args.epochs and time.perf_counter() < deadline:
+        n = min(args.eval_every, args.epochs - done)
+        m.fit(ds, epochs=n, eval_every=0, progress=False)
+        done += n
+        res = m.evaluate(ds.test, (20,), ("recall", "ndcg"))
+        rec = {"epoch": m.epoch, "wall_s": time.perf_counter() - t0,
+               "loss": m.history[-1]["loss"], **res}
+        curve.append(rec)
+        print(f"epoch {rec['epoch']:4d}  {rec['wall_s']:8.0f} s  loss {rec['loss']:.4f}  "
+              f"Recall@20 {res['recall@20']:.4f}  NDCG@20 {res['ndcg@20']:.4f}", flush=True)
+    return {"model": "LightGCN", "batch_size": args.batch_size, "lr": args.lr, "curve": curve}
+
+
+def run_speed(ds, args):
+    import torch
+    import torch.nn.functional as F
+    from hopkit.models import LightGCN
+    from torch_geometric.nn import LGConv
+
+    R = ds.train
+    U, n_items = R.shape
+    N = U + n_items
+    bs, n_batches = args.batch_size, args.batches
+    t = time.perf_counter()
+    users, pos, neg = hopkit.bpr_triples(R, seed=0)
+    t_sample = time.perf_counter() - t
+    per_epoch = -(-R.nnz // bs)
+    A = hopkit.bipartite_adjacency(R)  # rows = targets, D^-1/2 A D^-1/2
+    edge_index = torch.from_numpy(A.to_edge_index())
+    edge_weight = torch.from_numpy(np.array(A.values))
+
+    g = torch.Generator().manual_seed(0)
+    E0 = torch.randn(N, 64, generator=g) * 0.1
+
+    def make_step(propagate):
+        emb = torch.nn.Parameter(E0.clone())
+        opt = torch.optim.Adam([emb], lr=1e-3)
+
+        def step(b):
+            sl = slice(b * bs, (b + 1) * bs)
+            u = torch.from_numpy(users[sl])
+            p = torch.from_numpy(pos[sl]) + U
+            n = torch.from_numpy(neg[sl]) + U
+            E = propagate(emb)
+            eu, ep, en = E[u], E[p], E[n]
+            loss = F.softplus((eu * en).sum(1) - (eu * ep).sum(1)).mean()
+            loss = loss + 1e-4 * 0.5 * (emb[u].pow(2).sum() + emb[p].pow(2).sum()
+                                        + emb[n].pow(2).sum()) / len(u)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return float(loss.detach())
+
+        return step
+
+    def hop(emb):
+        return hopkit.propagate(A, emb, layers=3, combine="mean")
+
+    conv_norm, conv_pre = LGConv(normalize=True), LGConv(normalize=False)
+
+    def pyg_shipped(emb):  # as torch_geometric.nn.models.LightGCN: normalises every call
+        out, h = emb, emb
+        for _ in range(3):
+            h = conv_norm(h, edge_index)
+            out = out + h
+        return out / 4
+
+    def pyg_pre(emb):
+        out, h = emb, emb
+        for _ in range(3):
+            h = conv_pre(h, edge_index, edge_weight)
+            out = out + h
+        return out / 4
+
+    # same forward on all three (checks the PyG graph orientation and weights)
+    with torch.no_grad():
+        a, b, c = hop(E0), pyg_shipped(E0), pyg_pre(E0)
+    assert torch.allclose(a, b, atol=1e-4) and torch.allclose(a, c, atol=1e-4), \
+        "hopkit and PyG propagation disagree"
+    steps = {"hopkit": make_step(hop), "PyG LGConv (normalize=True, as shipped)":
+             make_step(pyg_shipped), "PyG LGConv (precomputed weights)": make_step(pyg_pre)}
+    times = {k: [] for k in steps}
+    losses = {k: [] for k in steps}
+    for st in steps.values():  # warm-up
+        st(0)
+    for b in range(1, n_batches + 1):  # interleaved: a busy machine hurts all alike
+        for name, st in steps.items():
+            t = time.perf_counter()
+            losses[name].append(st(b))
+            times[name].append(time.perf_counter() - t)
+    # the hopkit model class's own epoch on the same batches (its timer phases)
+    m = LightGCN(dim=64, layers=3, batch_size=bs)
+    m.fit(R, epochs=1, max_batches=n_batches, progress=False)
+    out = {"batch_size": bs, "batches_timed": n_batches, "batches_per_epoch": per_epoch,
+           "sampling_s": t_sample, "threads": hopkit.get_num_threads(), "rows": []}
+    base = float(np.median(times["hopkit"]))
+    print(f"LightGCN d=64 L=3 batch {bs}: {n_batches} batches each, interleaved, "
+          f"{hopkit.get_num_threads()} threads; sampling an epoch of triples {t_sample:.2f} s")
+    for name, ts in times.items():
+        med = float(np.median(ts))
+        ep = med * per_epoch + t_sample
+        row = {"impl": name, "median_batch_s": med, "epoch_s_est": ep, "ratio_vs_hopkit":
+               med / base, "first_loss": losses[name][0], "last_loss": losses[name][-1]}
+        out["rows"].append(row)
+        print(f"  {name:42s} {1e3 * med:8.1f} ms/batch  epoch ~{ep:7.1f} s  "
+              f"x{med / base:5.2f} vs hopkit  (loss {losses[name][0]:.4f} -> "
+              f"{losses[name][-1]:.4f})", flush=True)
+    print("  hopkit LightGCN.fit phases (ms per call; sampling is once per epoch): " + ", ".join(
+        f"{k} {1e3 * s / max(c, 1):.1f}" for k, s, c in m.timer.rows()))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("part", choices=["gf", "speed", "lightgcn", "all"], nargs="?", default="gf")
+    p.add_argument("--data", default=DEFAULT_DATA, help="directory with train.txt and test.txt")
+    p.add_argument("--rank", type=int, default=256, help="GF-CF singular vectors")
+    p.add_argument("--n-iter", type=int, default=4, help="randomized SVD power iterations")
+    p.add_argument("--batch-size", type=int, default=2048, help="BPR triples per batch")
+    p.add_argument("--batches", type=int, default=20, help="speed: timed batches per impl")
+    p.add_argument("--epochs", type=int, default=1000, help="lightgcn: maximum epochs")
+    p.add_argument("--budget-min", type=float, default=120.0, help="lightgcn: wall-time budget")
+    p.add_argument("--eval-every", type=int, default=10, help="lightgcn: epochs between evals")
+    p.add_argument("--lr", type=float, default=1e-3, help="lightgcn: Adam learning rate")
+    p.add_argument("--json", help="append the results as one JSON line to this file")
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.data):
+        print(f"data not found: {args.data}", file=sys.stderr)
+        return 2
+    t = time.perf_counter()
+    ds = load(args.data)
+    print(f"{ds.summary()} (loaded in {time.perf_counter() - t:.1f} s; hopkit "
+          f"{hopkit.__version__}, {hopkit.get_num_threads()} threads)", flush=True)
+    results = {}
+    if args.part in ("gf", "all"):
+        results["gf"] = run_gf(ds, args)
+    if args.part in ("speed", "all"):
+        results["speed"] = run_speed(ds, args)
+    if args.part in ("lightgcn", "all"):
+        results["lightgcn"] = run_lightgcn(ds, args)
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps(results) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

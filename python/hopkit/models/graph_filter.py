@@ -1,0 +1,218 @@
+"""Training-free recommenders: GF-CF graph filters and popularity."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import hopkit
+
+from ..csr import CSR
+from ._base import Recommender
+
+
+def _mm(a, b):
+    """Dense a @ b. Through torch when it is installed: NumPy's OpenBLAS
+    thread pool spin-waits against hopkit's OpenMP threads and was 10-20x
+    slower for these tall GEMMs on a busy 2-core machine."""
+    try:
+        import torch
+    except ImportError:
+        return a @ b
+    return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(
+        np.ascontiguousarray(b))).numpy()
+
+
+def _orth(Y, passes=2, dtype=np.float64):
+    """Orthonormal basis of the columns of Y by CholeskyQR (``passes`` times:
+    a Gram GEMM, a small Cholesky and a GEMM each, far cheaper than
+    Householder QR on a tall matrix); falls back to QR if the Gram matrix is
+    not positive definite."""
+    Q = np.asarray(Y, dtype=dtype)
+    try:
+        for _ in range(passes):
+            G = _mm(Q.T, Q).astype(np.float64)
+            L = np.linalg.cholesky(G + 1e-7 * np.trace(G) / len(G) * np.eye(len(G)))
+            Q = _mm(Q, np.linalg.inv(L).T.astype(dtype))
+    except np.linalg.LinAlgError:
+        Q = np.linalg.qr(np.asarray(Y, dtype=np.float64))[0].astype(dtype)
+    return Q
+
+
+def randomized_svd(A: CSR, k, oversample=16, n_iter=4, seed=0, dtype=np.float32):
+    """Top-``k`` singular values and right singular vectors of a sparse
+    ``A`` (Halko et al.), every product with A or A^T through ``hopkit.spmm``.
+    Returns ``(s [k], V [n, k])`` with ``A V ~ U diag(s)``; ``n_iter`` power
+    iterations with re-orthonormalisation make the leading subspace accurate
+    for the slowly decaying spectra of interaction graphs."""
+    m, n = A.shape
+    k = int(min(k, m, n))
+    p = int(min(k + oversample, m, n))
+    AT = A.T
+    rng = np.random.default_rng(seed)
+
+    def mul(M, X):
+        return hopkit.spmm(M, np.ascontiguousarray(X, dtype=dtype))
+
+    # power iterations: one float32 CholeskyQR pass only keeps the block well
+    # conditioned; the final basis gets two float64 passes (CholeskyQR2)
+    Q = _orth(mul(AT, rng.standard_normal((m, p))), 1, np.float32)  # [n, p]
+    for _ in range(n_iter):
+        Q = _orth(mul(AT, _orth(mul(A, Q), 1, np.float32)), 1, np.float32)
+    Q = _orth(Q)
+    Bm = mul(A, Q).astype(np.float64)  # [m, p] = A Q; A ~ A Q Q^T
+    w, W = np.linalg.eigh(_mm(Bm.T, Bm))  # right singular vectors of A Q
+    order = np.argsort(w)[::-1][:k]
+    return np.sqrt(np.maximum(w[order], 0.0)), _mm(Q, W[:, order])
+
+
+class GraphFilter(Recommender):
+    """GF-CF (Shen et al., "How Powerful is Graph Convolution for
+    Recommendation?", CIKM 2021): no training, closed-form graph filters.
+
+    With R the binary users x items matrix, D_u / D_i its user / item degrees
+    and R~ = D_u^-1/2 R D_i^-1/2 (the normalised interaction matrix), the
+    score of user u is::
+
+        s_u = r_u R~^T R~  +  alpha * r_u D_i^-1/2 V V^T D_i^1/2
+
+    The first term is the linear low-pass filter (the normalised item-item
+    graph P~ = R~^T R~, applied as two ``hopkit.spmm`` products on a batch of
+    users, so neither P~ nor a users x items score matrix is ever formed);
+    the second is the ideal low-pass filter from the top ``k`` right singular
+    vectors V of R~ (a randomized SVD on ``hopkit.spmm``, or scipy ``svds``
+    with ``svd="scipy"``). The paper's defaults: ``alpha=0.3``, ``k=256``.
+    ``alpha=0`` keeps only the linear filter; ``linear=False`` only the ideal
+    one, whose scores are a dot product (served by ``hopkit.topk``).
+    """
+
+    name = "graph-filter"
+
+    def __init__(self, alpha=0.3, k=256, linear=True, svd="randomized", n_iter=4, seed=0,
+                 batch_size=256):
+        super().__init__()
+        if alpha < 0:
+            raise ValueError(f"GraphFilter: alpha must be >= 0, got {alpha}")
+        if svd not in ("randomized", "scipy"):
+            raise ValueError(f"GraphFilter: svd must be 'randomized' or 'scipy', got {svd!r}")
+        if not linear and alpha == 0:
+            raise ValueError("GraphFilter: linear=False needs alpha > 0 (no filter left)")
+        self.alpha, self.k, self.linear = float(alpha), int(k), bool(linear)
+        self.svd, self.n_iter, self.seed, self.batch_size = svd, int(n_iter), int(seed), \
+            int(batch_size)
+        self.left = self.right = None  # [n_items, k]: D_i^-1/2 V, D_i^1/2 V
+
+    def fit(self, data):
+        t0 = time.perf_counter()
+        self._set_data(data)
+        self._prepare()
+        if self.alpha > 0 and self.k > 0:
+            Rn = self._Rn
+            if self.svd == "scipy":
+                from scipy.sparse.linalg import svds
+
+                k = min(self.k, min(Rn.shape) - 1)
+                _, _, vt = svds(Rn.to_scipy().astype(np.float64), k=k, random_state=self.seed)
+                V = vt.T
+            else:
+                V = randomized_svd(Rn, self.k, n_iter=self.n_iter, seed=self.seed)[1]
+            d = self._di
+            self.left = np.ascontiguousarray((V * d[:, None]), dtype=np.float32)
+            inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+            self.right = np.ascontiguousarray((V * inv[:, None]), dtype=np.float32)
+        self.fit_time = time.perf_counter() - t0
+        return self
+
+    def _prepare(self):
+        R = self.train
+        deg_u = R.row_degree().astype(np.float64)
+        deg_i = np.bincount(R.indices, minlength=R.shape[1]).astype(np.float64)
+        self._di = np.divide(1.0, np.sqrt(deg_i), out=np.zeros_like(deg_i), where=deg_i > 0)
+        self._Rn = R.normalize("sym", dtype=np.float32)  # D_u^-1/2 R D_i^-1/2
+        self._RnT = self._Rn.T
+        self._Rbin = CSR(R.indptr, R.indices, np.ones(R.nnz, np.float32), R.shape,
+                         validate=False)
+        del deg_u
+
+    def _rows(self, users):
+        """The binary rows of ``users`` as a CSR [B, n_items]."""
+        R = self.train
+        users = np.asarray(users, dtype=np.int64)
+        lo, hi = R.indptr[users], R.indptr[users + 1]
+        deg = hi - lo
+        indptr = np.zeros(len(users) + 1, np.int64)
+        np.cumsum(deg, out=indptr[1:])
+        take = np.repeat(lo - indptr[:-1], deg) + np.arange(indptr[-1])
+        return CSR(indptr, np.asarray(R.indices)[take], np.ones(indptr[-1], np.float32),
+                   (len(users), R.shape[1]), validate=False)
+
+    def _queries(self, users):
+        """Ideal-filter user factors r_u D_i^-1/2 V  [B, k] (one hopkit.spmm)."""
+        return hopkit.spmm(self._rows(users), self.left)
+
+    def embeddings(self):
+        if self.linear:
+            return None
+        return self._queries(np.arange(self.n_users)), self.right
+
+    def score_block(self, users) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
+        B = len(users)
+        out = np.zeros((B, self.n_items), np.float32)
+        for s in range(0, B, self.batch_size):
+            ub = users[s:s + self.batch_size]
+            if self.linear:
+                rows = self._rows(ub)
+                # X = r_B^T [n_items, b]; Y = R~ X [n_users, b]; Z = R~^T Y [n_items, b]
+                X = np.zeros((self.n_items, len(ub)), np.float32)
+                X[rows.indices, rows.row_ids()] = 1.0
+                Y = hopkit.spmm(self._Rn, X)
+                out[s:s + len(ub)] = hopkit.spmm(self._RnT, Y).T
+            if self.alpha > 0 and self.left is not None:
+                out[s:s + len(ub)] += self.alpha * _mm(self._queries(ub), self.right.T)
+        return out
+
+    def _config(self):
+        return {"alpha": self.alpha, "k": self.k, "linear": self.linear, "svd": self.svd,
+                "n_iter": self.n_iter, "seed": self.seed, "batch_size": self.batch_size}
+
+    def _arrays(self):
+        if self.left is None:
+            return {}
+        return {"left": self.left, "right": self.right}
+
+    def _restore(self, config, arrays):
+        self._reinit(config)
+        self.left, self.right = arrays.get("left"), arrays.get("right")
+        self._prepare()
+
+
+class Popularity(Recommender):
+    """Most-popular baseline: every user gets the items with the most training
+    interactions (a dot product of a constant user factor with the item
+    degrees, so it is served by ``hopkit.topk``)."""
+
+    name = "popularity"
+
+    def __init__(self):
+        super().__init__()
+        self.item_score = None
+
+    def fit(self, data):
+        t0 = time.perf_counter()
+        self._set_data(data)
+        self.item_score = np.bincount(self.train.indices, minlength=self.n_items).astype(
+            np.float32)
+        self.fit_time = time.perf_counter() - t0
+        return self
+
+    def embeddings(self):
+        return (np.ones((self.n_users, 1), np.float32),
+                np.ascontiguousarray(self.item_score[:, None]))
+
+    def _arrays(self):
+        return {"item_score": self.item_score}
+
+    def _restore(self, config, arrays):
+        self.item_score = arrays["item_score"]

@@ -1,0 +1,266 @@
+"""LightGCN (He et al., SIGIR 2020) trained with BPR on hopkit's kernels."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+
+import hopkit
+
+from ..data.loaders import Dataset, split_random
+from ._base import Recommender
+
+
+class Timer:
+    """Accumulates wall time per named phase (seconds) and call counts."""
+
+    def __init__(self):
+        self.total = defaultdict(float)
+        self.count = defaultdict(int)
+
+    def add(self, name, seconds):
+        self.total[name] += seconds
+        self.count[name] += 1
+
+    def rows(self):
+        return [(k, self.total[k], self.count[k]) for k in self.total]
+
+
+class LightGCN(Recommender):
+    """LightGCN: embeddings E0 = [users; items] propagated over the normalised
+    bipartite graph A = D^-1/2 [[0, R], [R^T, 0]] D^-1/2 with
+    ``hopkit.propagate(A, E0, layers, combine="mean")`` (the mean of
+    A^0 E0 .. A^L E0, one fused native pass forward and backward), trained
+    with the BPR loss plus ``reg`` * 1/2 * ||layer-0 embeddings of the batch||^2
+    / batch_size (as the LightGCN paper's code does) and Adam.
+
+    Parameters: ``dim`` (64), ``layers`` (3), ``lr`` (1e-3), ``reg`` (1e-4),
+    ``batch_size`` (2048 BPR triples), ``seed``. Every epoch visits each
+    training pair once in a random order with one negative sampled natively
+    (``hopkit.bpr_triples``); everything is reproducible for a seed (and a
+    fixed thread count).
+    """
+
+    name = "lightgcn"
+
+    def __init__(self, dim=64, layers=3, lr=1e-3, reg=1e-4, batch_size=2048, seed=0):
+        super().__init__()
+        for nm, v, lo in (("dim", dim, 1), ("layers", layers, 0), ("batch_size", batch_size, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"LightGCN: {nm} must be an integer >= {lo}, got {v!r}")
+        if lr <= 0 or reg < 0:
+            raise ValueError(f"LightGCN: need lr > 0 and reg >= 0, got lr={lr}, reg={reg}")
+        self.dim, self.layers, self.lr, self.reg = int(dim), int(layers), float(lr), float(reg)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.epoch = 0
+        self.history = []  # dicts: epoch, loss, epoch_time, [valid/test metrics]
+        self.timer = Timer()
+        self._E0 = None  # torch Parameter [(U+I), dim]
+        self._user_emb = self._item_emb = None  # final (propagated) numpy embeddings
+
+    # ---------------------------------------------------------------- torch parts
+    def _init_params(self):
+        import torch
+
+        g = torch.Generator().manual_seed(self.seed)
+        n = self.n_users + self.n_items
+        # LightGCN's code: normal(std=0.1)
+        self._E0 = torch.nn.Parameter(torch.randn(n, self.dim, generator=g) * 0.1)
+
+    def _graph(self):
+        if getattr(self, "_A", None) is None or self._A_for is not self.train:
+            self._A = hopkit.bipartite_adjacency(self.train)
+            self._A_for = self.train
+        return self._A
+
+    def _propagate(self):
+        return hopkit.propagate(self._graph(), self._E0, layers=self.layers, combine="mean")
+
+    def _refresh_embeddings(self):
+        import torch
+
+        with torch.no_grad():
+            E = self._propagate().numpy()
+        self._user_emb = np.ascontiguousarray(E[: self.n_users])
+        self._item_emb = np.ascontiguousarray(E[self.n_users:])
+
+    def embeddings(self):
+        if self._user_emb is None:
+            self._refresh_embeddings()
+        return self._user_emb, self._item_emb
+
+    def train_step(self, users, pos, neg, opt):
+        """One BPR step on a batch; returns the loss (float). Timed per phase."""
+        import torch
+        import torch.nn.functional as F
+
+        t0 = time.perf_counter()
+        E = self._propagate()
+        t1 = time.perf_counter()
+        u, p, n = (torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in (users, pos, neg))
+        p = p + self.n_users
+        n = n + self.n_users
+        eu, ep, en = E[u], E[p], E[n]
+        loss = F.softplus((eu * en).sum(1) - (eu * ep).sum(1)).mean()
+        E0 = self._E0
+        reg = 0.5 * (E0[u].pow(2).sum() + E0[p].pow(2).sum() + E0[n].pow(2).sum()) / len(u)
+        loss = loss + self.reg * reg
+        t2 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        self.timer.add("propagation forward", t1 - t0)
+        self.timer.add("loss", t2 - t1)
+        self.timer.add("backward", t3 - t2)
+        self.timer.add("optimizer step", t4 - t3)
+        return float(loss.detach())
+
+    # ---------------------------------------------------------------- training
+    def fit(self, data, epochs=20, valid=None, eval_every=5, patience=None, ks=(20,),
+            progress=True, checkpoint=None, max_batches=None, log=None, test=None):
+        """Train for up to ``epochs`` epochs.
+
+        ``data``: a Dataset or users x items CSR (its ``train``). ``valid``:
+        a validation CSR, a fraction (held out per user from the training
+        data with ``split_random`` and removed from the training graph, which
+        is then what ``recommend`` excludes and ``save`` stores), or None.
+        Every ``eval_every`` epochs the model is evaluated with
+        ``hopkit.evaluate`` on ``valid`` (and on ``test`` when given, for the
+        learning curve only); with ``patience`` training stops after that
+        many evaluations without a better validation Recall@k and the best
+        embeddings are restored. ``checkpoint``: a directory where the best
+        model so far is saved (``load`` it to resume). ``progress`` shows a
+        tqdm bar with loss and epoch time. ``max_batches`` caps the batches
+        per epoch (benchmarks). ``log(dict)``
+        is called after each epoch.
+        """
+        import torch
+
+        first = self._E0 is None or self.train is None
+        if first:
+            ds = self._set_data(data)
+        else:
+            ds = data if isinstance(data, Dataset) else None
+        if test is None and ds is not None and isinstance(data, Dataset):
+            test = data.test
+        if isinstance(valid, float):
+            if not first:
+                raise ValueError("LightGCN.fit: a validation fraction can only be split off on "
+                                 "the first fit call; pass the validation CSR instead")
+            sp = split_random(self.train, valid, seed=self.seed)
+            self.train, valid = sp.train, sp.test
+            self._A = None
+        if first:
+            self._init_params()
+        t_start = time.perf_counter()
+        opt = getattr(self, "_opt", None)
+        if opt is None or opt.param_groups[0]["params"][0] is not self._E0:
+            opt = self._opt = torch.optim.Adam([self._E0], lr=self.lr)  # kept across fit calls
+        key = f"recall@{ks[0]}"
+        best, best_state, bad = -1.0, None, 0
+        bar = _progress(progress, epochs)
+        try:
+            for _ in range(epochs):
+                self.epoch += 1
+                t0 = time.perf_counter()
+                users, pos, neg = hopkit.bpr_triples(self.train, seed=self.seed * 1_000_003
+                                                     + self.epoch)
+                self.timer.add("sampling", time.perf_counter() - t0)
+                n_batches = -(-len(users) // self.batch_size)
+                if max_batches is not None:
+                    n_batches = min(n_batches, int(max_batches))
+                total = 0.0
+                for b in range(n_batches):
+                    sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+                    total += self.train_step(users[sl], pos[sl], neg[sl], opt)
+                rec = {"epoch": self.epoch, "loss": total / max(n_batches, 1),
+                       "epoch_time": time.perf_counter() - t0}
+                self._user_emb = None
+                if eval_every and (self.epoch % eval_every == 0 or _ == epochs - 1) and (
+                        valid is not None or test is not None):
+                    t1 = time.perf_counter()
+                    if valid is not None:
+                        rec.update({f"valid_{k}": v for k, v in self.evaluate(valid, ks).items()})
+                    if test is not None:
+                        rec.update({f"test_{k}": v for k, v in self.evaluate(test, ks).items()})
+                    self.timer.add("top-K evaluation", time.perf_counter() - t1)
+                    if valid is not None:
+                        score = rec[f"valid_{key}"]
+                        if score > best:
+                            best, bad = score, 0
+                            best_state = (self._E0.detach().clone(), self.epoch)
+                            if checkpoint:
+                                self.save(checkpoint)
+                        else:
+                            bad += 1
+                self.history.append(rec)
+                if bar is not None:
+                    bar.update(1)
+                    post = {"loss": f"{rec['loss']:.4f}", "epoch_s": f"{rec['epoch_time']:.1f}"}
+                    for k in (f"valid_{key}", f"test_{key}"):
+                        if k in rec:
+                            post[k.replace("_recall", " R")] = f"{rec[k]:.4f}"
+                    bar.set_postfix(post)
+                if log is not None:
+                    log(rec)
+                if patience is not None and valid is not None and bad >= patience:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        if best_state is not None and best_state[1] != self.epoch:
+            with torch.no_grad():
+                self._E0.copy_(best_state[0])
+            self.best_epoch = best_state[1]
+        self._user_emb = None
+        self.fit_time = (self.fit_time or 0.0) + time.perf_counter() - t_start
+        if checkpoint and valid is None:
+            self.save(checkpoint)
+        return self
+
+    # ---------------------------------------------------------------- persistence
+    def _config(self):
+        return {"dim": self.dim, "layers": self.layers, "lr": self.lr, "reg": self.reg,
+                "batch_size": self.batch_size, "seed": self.seed, "epoch": self.epoch,
+                "history": self.history}
+
+    def _arrays(self):
+        U, V = self.embeddings()
+        return {"embedding0": self._E0.detach().numpy(), "user_emb": U, "item_emb": V}
+
+    def _restore(self, config, arrays):
+        import torch
+
+        hist, epoch = config.pop("history", []), config.pop("epoch", 0)
+        self._reinit(config)
+        self.history, self.epoch = hist, epoch
+        for k in ("embedding0", "user_emb", "item_emb"):
+            if k not in arrays:
+                from ._base import ModelError
+
+                raise ModelError(f"LightGCN.load: model.npz lacks array {k!r}")
+        E0 = arrays["embedding0"]
+        if E0.shape != (self.n_users + self.n_items, self.dim):
+            from ._base import ModelError
+
+            raise ModelError(f"LightGCN.load: embedding0 has shape {E0.shape}, expected "
+                             f"({self.n_users + self.n_items}, {self.dim})")
+        self._E0 = torch.nn.Parameter(torch.from_numpy(np.array(E0)))
+        self._user_emb = np.ascontiguousarray(arrays["user_emb"])
+        self._item_emb = np.ascontiguousarray(arrays["item_emb"])
+
+
+def _progress(enabled, total):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="LightGCN", unit="epoch", leave=True, dynamic_ncols=True)
+
+

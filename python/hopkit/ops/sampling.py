@@ -1,0 +1,103 @@
+"""Negative sampling for BPR training: validation, allocation, dispatch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from .._torch import is_tensor
+from ..csr import CSR, as_csr
+from ._common import check_device as _check_device
+from ._common import to_numpy as _to_numpy
+
+
+def _check_rows_sorted(op, R: CSR):
+    """Rows must be sorted and duplicate-free (the sampler binary-searches them)."""
+    ok = R._cache.get("rows_sorted_unique")
+    if ok is None:
+        idx = np.asarray(R.indices, dtype=np.int64)
+        step = np.diff(idx)
+        inner = np.ones(max(R.nnz - 1, 0), dtype=bool)
+        starts = R.indptr[1:-1]
+        starts = starts[(starts > 0) & (starts < R.nnz)]
+        inner[starts - 1] = False  # a step across a row boundary may go down
+        bad = inner & (step <= 0)
+        ok = -1 if not bad.any() else int(np.flatnonzero(bad)[0])
+        R._cache["rows_sorted_unique"] = ok
+    if ok >= 0:
+        raise ValueError(f"{op}: R must have sorted, duplicate-free columns in each row; "
+                         f"indices[{ok}] = {R.indices[ok]} >= indices[{ok + 1}] = "
+                         f"{R.indices[ok + 1]} (build it with CSR.from_coo)")
+
+
+def _check_seed(op, seed):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not \
+            0 <= int(seed) < 2**64:
+        raise ValueError(f"{op}: seed must be an integer in [0, 2**64), got {seed!r}")
+    return int(seed)
+
+
+def sample_negatives(R, users, n_neg=1, seed=0, backend=None):
+    """Uniform negative items per user, rejecting the user's positives.
+
+    Parameters
+    ----------
+    R : hopkit.CSR (users x items; sorted, duplicate-free rows, as ``from_coo``
+        builds them), a scipy sparse matrix or a torch sparse tensor.
+    users : int32/int64 array or tensor [B] of rows of R.
+    n_neg : negatives per user (>= 0).
+    seed : integer in [0, 2**64). Sample ``b * n_neg + j`` depends only on
+        ``(seed, b * n_neg + j)`` (counter-based splitmix64), so the result is
+        the same for every thread count and backend.
+
+    Returns an array (or tensor, if ``users`` is one) [B, n_neg] with the
+    dtype of ``users``: items not in the user's row, uniform over those items;
+    -1 for a user who has interacted with every item.
+    """
+    op = "sample_negatives"
+    R = as_csr(R, op)
+    _check_device(op, users=users)
+    u = _to_numpy(users)
+    if not isinstance(u, np.ndarray):
+        u = np.asarray(u)
+    if u.dtype.kind not in "iu":
+        raise TypeError(f"{op}: users must have an integer dtype, got {u.dtype}")
+    if u.ndim != 1:
+        raise ValueError(f"{op}: users must be 1-D, got shape {u.shape}")
+    if u.dtype not in (np.int32, np.int64):
+        u = u.astype(np.int64)
+    u = np.ascontiguousarray(u)
+    if u.size and (u.min() < 0 or u.max() >= R.n_rows):
+        b = int(np.flatnonzero((u < 0) | (u >= R.n_rows))[0])
+        raise ValueError(f"{op}: users must lie in [0, {R.n_rows}) (rows of R); users[{b}] = "
+                         f"{u[b]}")
+    if isinstance(n_neg, bool) or not isinstance(n_neg, (int, np.integer)) or n_neg < 0:
+        raise ValueError(f"{op}: n_neg must be an integer >= 0, got {n_neg!r}")
+    if R.n_cols >= 2**32:
+        raise ValueError(f"{op}: R must have fewer than 2**32 columns, got {R.n_cols}")
+    seed = _check_seed(op, seed)
+    _check_rows_sorted(op, R)
+    out = np.empty(u.shape[0] * int(n_neg), dtype=u.dtype)
+    if out.size:
+        be = _backend.resolve(backend, op)
+        be.sample_negatives(R.indptr, R.indices, R.n_cols, u, int(n_neg), seed, out)
+    out = out.reshape(u.shape[0], int(n_neg))
+    if is_tensor(users):
+        import torch
+
+        return torch.from_numpy(out)
+    return out
+
+
+def bpr_triples(R, seed=0, backend=None):
+    """One epoch of BPR triples: every nonzero (u, i) of R once, in a random
+    order, with one sampled negative j each. Returns int64 arrays
+    ``(users, pos, neg)`` of length ``R.nnz``; reproducible for a seed."""
+    op = "bpr_triples"
+    R = as_csr(R, op)
+    seed = _check_seed(op, seed)
+    perm = np.random.default_rng(seed).permutation(R.nnz)
+    users = R.row_ids()[perm]
+    pos = np.asarray(R.indices, dtype=np.int64)[perm]
+    neg = sample_negatives(R, users, 1, seed=seed, backend=backend)[:, 0]
+    return users, pos, neg
