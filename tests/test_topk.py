@@ -9,7 +9,11 @@ ALL = BACKENDS + ["numpy"]
 
 def brute(Q, X, k, exclude=None, rows=None, cand=None):
     """Independent oracle: float64 scores, explicit masking, stable argsort."""
-    S = Q.astype(np.float64) @ X.astype(np.float64).T
+    return brute_select(Q.astype(np.float64) @ X.astype(np.float64).T, k, exclude, rows, cand)
+
+
+def brute_select(S, k, exclude=None, rows=None, cand=None):
+    """Oracle for given scores S [B, N]: explicit masking, stable argsort."""
     B, N = S.shape
     valid = ~np.isnan(S) & (S > -np.inf)
     if exclude is not None:
@@ -19,7 +23,7 @@ def brute(Q, X, k, exclude=None, rows=None, cand=None):
             valid[b, E.indices[E.indptr[r]:E.indptr[r + 1]]] = False
     if cand is not None:
         valid &= sp.csr_matrix(cand).toarray() != 0
-    scores = np.full((B, k), -np.inf)
+    scores = np.full((B, k), -np.inf, dtype=S.dtype)
     idx = np.full((B, k), -1, dtype=np.int64)
     for b in range(B):
         # stable argsort of -score: equal scores keep increasing item order
@@ -339,25 +343,6 @@ def test_evaluate_accepts_item_index(rng):
     assert a == b and set(a) == {f"{m}@{k}" for m in
                                  ("recall", "ndcg", "precision", "hit_rate", "map")
                                  for k in (5, 10)}
-
-
-def brute_select(S, k, exclude=None, rows=None):
-    """Oracle for topk_scores: explicit masking, stable argsort of given scores."""
-    B, N = S.shape
-    valid = ~np.isnan(S) & (S > -np.inf)
-    if exclude is not None:
-        E = sp.csr_matrix(exclude)
-        for b in range(B):
-            r = b if rows is None else rows[b]
-            valid[b, E.indices[E.indptr[r]:E.indptr[r + 1]]] = False
-    scores = np.full((B, k), -np.inf, dtype=S.dtype)
-    idx = np.full((B, k), -1, dtype=np.int64)
-    for b in range(B):
-        order = np.argsort(np.where(valid[b], -S[b], np.inf), kind="stable")
-        order = order[valid[b, order]][:k]
-        scores[b, :len(order)] = S[b, order]
-        idx[b, :len(order)] = order
-    return scores, idx
 
 
 @pytest.mark.parametrize("backend", ALL)

@@ -115,6 +115,16 @@ def _check_ids(op, name, A: CSR, N):
                          f"item {int(A.indices[e])}")
 
 
+def _check_pair(op, Q, X):
+    """queries [B, d] and items [N, d] of one dtype (NumPy or torch); (B, N)."""
+    if X.dtype != Q.dtype:
+        raise TypeError(f"{op}: items must have the dtype of queries ({Q.dtype}), got {X.dtype}")
+    if X.shape[1] != Q.shape[1]:
+        raise ValueError(f"{op}: items must have d = {Q.shape[1]} columns (queries.shape[1]), "
+                         f"got {X.shape[1]}")
+    return Q.shape[0], X.shape[0]
+
+
 def _check_k(op, k):
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"{op}: k must be an integer, got {type(k).__name__}")
@@ -203,13 +213,7 @@ def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None, *,
     Q = _dense(op, "queries", queries)
     index = items if isinstance(items, ItemIndex) else None
     X = index.items if index is not None else _dense(op, "items", items)
-    if X.dtype != Q.dtype:
-        raise TypeError(f"{op}: items must have the dtype of queries ({Q.dtype}), got {X.dtype}")
-    B, d = Q.shape
-    N = X.shape[0]
-    if X.shape[1] != d:
-        raise ValueError(f"{op}: items must have d = {d} columns (queries.shape[1]), got "
-                         f"{X.shape[1]}")
+    B, N = _check_pair(op, Q, X)
     k = _check_k(op, k)
     ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
     c_indptr, c_indices = _candidates(op, candidates, B, N)
@@ -239,13 +243,7 @@ def _topk_cuda(op, queries, items, k, exclude, exclude_rows, candidates, dev):
                         "pass the items as a CUDA tensor")
     Q = _cuda.check_tensor(op, "queries", queries).detach()
     X = _cuda.check_tensor(op, "items", items).detach()
-    if X.dtype != Q.dtype:
-        raise TypeError(f"{op}: items must have the dtype of queries ({Q.dtype}), got {X.dtype}")
-    B, d = Q.shape
-    N = X.shape[0]
-    if X.shape[1] != d:
-        raise ValueError(f"{op}: items must have d = {d} columns (queries.shape[1]), got "
-                         f"{X.shape[1]}")
+    B, N = _check_pair(op, Q, X)
     k = _check_k(op, k)
     if is_tensor(exclude_rows):
         exclude_rows = exclude_rows.detach().cpu()
