@@ -102,10 +102,13 @@ class LightGCN(Recommender):
         u, p, n = (torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in (users, pos, neg))
         p = p + self.n_users
         n = n + self.n_users
-        eu, ep, en = E[u], E[p], E[n]
+        # One gather for the three index sets, by index_select: its backward
+        # (index_add) measured ~15x faster than that of E[idx] (index_put with
+        # accumulate) on CPU, which was most of the step's backward.
+        idx = torch.cat([u, p, n])
+        eu, ep, en = E.index_select(0, idx).split(len(u))
         loss = F.softplus((eu * en).sum(1) - (eu * ep).sum(1)).mean()
-        E0 = self._E0
-        reg = 0.5 * (E0[u].pow(2).sum() + E0[p].pow(2).sum() + E0[n].pow(2).sum()) / len(u)
+        reg = 0.5 * self._E0.index_select(0, idx).pow(2).sum() / len(u)
         loss = loss + self.reg * reg
         t2 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
