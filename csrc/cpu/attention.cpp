@@ -176,13 +176,29 @@ void backward_impl(const AttentionArgs<T, I>& a, const CsrView<I>& AT, const T* 
       }
     }
   };
+  // Edge (i, j) at block slot t, every head: sb = s_ij - lse_i, pb = <dout_i,
+  // v_j> - delta_i, gb = dscore/dz (1 for DOT). Shared by both passes.
+  auto terms = [&](T* sb, T* pb, T* gb) {
+    return [=, &a](int64_t i, int64_t j, int t) {
+      const T* q = a.Q + i * Dk;
+      const T* go = dout + i * Dv;
+      const T* k = a.K + j * Dk;
+      const T* v = a.V + j * Dv;
+      for (int64_t h = 0; h < H; ++h) {
+        T g = T(1);
+        sb[h * B + t] = score<SC>(a, q + h * dk, k + h * dk, g) - lse[i * H + h];
+        pb[h * B + t] = dot(go + h * dv, v + h * dv, dv) - delta[i * H + h];
+        gb[h * B + t] = g;
+      }
+    };
+  };
   // Pass 1, per target row i: delta = <dout_i, out_i>, dQ_i = sum_j ds_ij dscore/dq.
   parallel_rows(a.A.indptr, a.A.n_rows, work, [&](int64_t r0, int64_t r1) {
     const int64_t pf_end = a.A.indptr[r1];
     std::vector<T> sb(H * B), pb(H * B), gb(H * B);
+    auto edge_terms = terms(sb.data(), pb.data(), gb.data());
     for (int64_t i = r0; i < r1; ++i) {
       const int64_t b = a.A.indptr[i], end = a.A.indptr[i + 1];
-      const T* q = a.Q + i * Dk;
       const T* go = dout + i * Dv;
       for (int64_t h = 0; h < H; ++h)
         delta[i * H + h] = dot(go + h * dv, out + i * Dv + h * dv, dv);
@@ -198,14 +214,7 @@ void backward_impl(const AttentionArgs<T, I>& a, const CsrView<I>& AT, const T* 
             rows::prefetch_row(a.V + jn * Dv, Dv);
           }
           const int64_t j = a.A.indices[e];
-          const T* k = a.K + j * Dk;
-          const T* v = a.V + j * Dv;
-          for (int64_t h = 0; h < H; ++h) {
-            T g = T(1);
-            sb[h * B + t] = score<SC>(a, q + h * dk, k + h * dk, g) - lse[i * H + h];
-            pb[h * B + t] = dot(go + h * dv, v + h * dv, dv) - delta[i * H + h];
-            gb[h * B + t] = g;
-          }
+          edge_terms(i, j, t);
         }
         probabilities(sb.data(), pb.data(), nb);
         for (int t = 0; t < nb; ++t) {
@@ -224,10 +233,9 @@ void backward_impl(const AttentionArgs<T, I>& a, const CsrView<I>& AT, const T* 
   parallel_rows(AT.indptr, AT.n_rows, work, [&](int64_t r0, int64_t r1) {
     const int64_t pf_end = AT.indptr[r1];
     std::vector<T> sb(H * B), pb(H * B), gb(H * B);
+    auto edge_terms = terms(sb.data(), pb.data(), gb.data());
     for (int64_t j = r0; j < r1; ++j) {
       const int64_t b = AT.indptr[j], end = AT.indptr[j + 1];
-      const T* k = a.K + j * Dk;
-      const T* v = a.V + j * Dv;
       T* dkj = dK + j * Dk;
       T* dvj = dV + j * Dv;
       for (int64_t f = 0; f < Dk; ++f) dkj[f] = T(0);
@@ -240,15 +248,7 @@ void backward_impl(const AttentionArgs<T, I>& a, const CsrView<I>& AT, const T* 
             rows::prefetch_row(a.Q + in * Dk, Dk);
             rows::prefetch_row(dout + in * Dv, Dv);
           }
-          const int64_t i = AT.indices[t0 + t];
-          const T* q = a.Q + i * Dk;
-          const T* go = dout + i * Dv;
-          for (int64_t h = 0; h < H; ++h) {
-            T g = T(1);
-            sb[h * B + t] = score<SC>(a, q + h * dk, k + h * dk, g) - lse[i * H + h];
-            pb[h * B + t] = dot(go + h * dv, v + h * dv, dv) - delta[i * H + h];
-            gb[h * B + t] = g;
-          }
+          edge_terms(AT.indices[t0 + t], j, t);
         }
         probabilities(sb.data(), pb.data(), nb);
         for (int t = 0; t < nb; ++t) {
