@@ -89,6 +89,16 @@ inline T score(const AttentionArgs<T, I>& a, const T* q, const T* k, T& grad) {
 // softmax of flash attention, with blocks of edges as its tiles).
 constexpr int B = 16;
 
+// Prefetches the K and V rows of edge e (if e < pf_end: across row ends,
+// since short rows are common).
+template <class T, class I>
+inline void prefetch_kv(const AttentionArgs<T, I>& a, int64_t e, int64_t pf_end) {
+  if (e >= pf_end) return;
+  const int64_t j = a.A.indices[e];
+  rows::prefetch_row(a.K + j * a.heads * a.dk, a.heads * a.dk);
+  rows::prefetch_row(a.V + j * a.heads * a.dv, a.heads * a.dv);
+}
+
 template <int SC, class T, class I>
 void forward_impl(const AttentionArgs<T, I>& a, T* out, T* lse) {
   const int64_t H = a.heads, dk = a.dk, dv = a.dv, Dk = H * dk, Dv = H * dv;
@@ -107,11 +117,7 @@ void forward_impl(const AttentionArgs<T, I>& a, T* out, T* lse) {
         const int nb = int(std::min<int64_t>(B, end - e0));
         for (int t = 0; t < nb; ++t) {
           const int64_t e = e0 + t;
-          if (e + 8 < pf_end) {  // across row ends: short rows are common
-            const int64_t jn = a.A.indices[e + 8];
-            rows::prefetch_row(a.K + jn * Dk, Dk);
-            rows::prefetch_row(a.V + jn * Dv, Dv);
-          }
+          prefetch_kv(a, e + 8, pf_end);
           const T* k = a.K + int64_t(a.A.indices[e]) * Dk;
           for (int64_t h = 0; h < H; ++h) {
             T g;
@@ -208,11 +214,7 @@ void backward_impl(const AttentionArgs<T, I>& a, const CsrView<I>& AT, const T* 
         const int nb = int(std::min<int64_t>(B, end - e0));
         for (int t = 0; t < nb; ++t) {
           const int64_t e = e0 + t;
-          if (e + 8 < pf_end) {  // across row ends: short rows are common
-            const int64_t jn = a.A.indices[e + 8];
-            rows::prefetch_row(a.K + jn * Dk, Dk);
-            rows::prefetch_row(a.V + jn * Dv, Dv);
-          }
+          prefetch_kv(a, e + 8, pf_end);
           const int64_t j = a.A.indices[e];
           edge_terms(i, j, t);
         }
