@@ -66,22 +66,32 @@ def run_gf(ds, args):
 def run_lightgcn(ds, args):
     from hopkit.models import LightGCN
 
-    m = LightGCN(dim=64, layers=3, lr=args.lr, reg=1e-4, batch_size=args.batch_size, seed=0)
+    m = LightGCN(dim=64, layers=3, lr=args.lr, reg=1e-4, batch_size=args.batch_size,
+                 sampling=args.sampling, seed=0)
     t0 = time.perf_counter()
     curve = []
     deadline = t0 + 60 * args.budget_min
+    decay_at = sorted(int(e) for e in args.decay_at.split(",") if e) if args.decay_at else []
     done = 0
     while done < args.epochs and time.perf_counter() < deadline:
-        n = min(args.eval_every, args.epochs - done)
+        n = min(args.eval_every - done % args.eval_every, args.epochs - done,
+                *[e - done for e in decay_at if e > done])
         m.fit(ds, epochs=n, eval_every=0, progress=False)
         done += n
+        if done in decay_at:  # step decay of Adam's learning rate (the optimizer is kept)
+            for group in m._opt.param_groups:
+                group["lr"] *= args.decay
+            print(f"epoch {done}: lr -> {m._opt.param_groups[0]['lr']:.2e}", flush=True)
+            if done % args.eval_every:
+                continue
         res = m.evaluate(ds.test, (20,), ("recall", "ndcg"))
         rec = {"epoch": m.epoch, "wall_s": time.perf_counter() - t0,
                "loss": m.history[-1]["loss"], **res}
         curve.append(rec)
         print(f"epoch {rec['epoch']:4d}  {rec['wall_s']:8.0f} s  loss {rec['loss']:.4f}  "
               f"Recall@20 {res['recall@20']:.4f}  NDCG@20 {res['ndcg@20']:.4f}", flush=True)
-    return {"model": "LightGCN", "batch_size": args.batch_size, "lr": args.lr, "curve": curve}
+    return {"model": "LightGCN", "batch_size": args.batch_size, "lr": args.lr,
+            "sampling": args.sampling, "decay_at": decay_at, "decay": args.decay, "curve": curve}
 
 
 def run_speed(ds, args):
@@ -195,6 +205,11 @@ def main(argv=None):
     p.add_argument("--budget-min", type=float, default=120.0, help="lightgcn: wall-time budget")
     p.add_argument("--eval-every", type=int, default=10, help="lightgcn: epochs between evals")
     p.add_argument("--lr", type=float, default=1e-3, help="lightgcn: Adam learning rate")
+    p.add_argument("--sampling", default="users", choices=["users", "pairs"],
+                   help="lightgcn: BPR triples per epoch (hopkit.bpr_triples)")
+    p.add_argument("--decay-at", default="", help="lightgcn: epochs (comma separated) after "
+                   "which the learning rate is multiplied by --decay")
+    p.add_argument("--decay", type=float, default=0.2, help="lightgcn: learning-rate factor")
     p.add_argument("--json", help="append the results as one JSON line to this file")
     args = p.parse_args(argv)
     if not os.path.isdir(args.data):

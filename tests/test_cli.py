@@ -1,6 +1,7 @@
 """The hopkit command line on tiny data: train/evaluate/recommend round trip,
 help text, and user errors (exit code 2, one line, no traceback)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -45,8 +46,10 @@ def test_help_explains_every_option():
 def test_train_evaluate_recommend(tmp_path, data_dir, capsys):
     out = str(tmp_path / "m")
     assert main(["train", "--data", data_dir, "--model", "lightgcn", "--out", out,
-                 "--epochs", "2", "--dim", "8", "--no-progress", "--batch-size", "64"]) == 0
+                 "--epochs", "2", "--dim", "8", "--no-progress", "--batch-size", "64",
+                 "--sampling", "users"]) == 0
     assert os.path.isfile(os.path.join(out, "model.json"))
+    assert json.load(open(os.path.join(out, "model.json")))["config"]["sampling"] == "users"
     assert main(["evaluate", "--model", out, "--data", data_dir, "-k", "5", "20"]) == 0
     text = capsys.readouterr().out
     assert "recall@5" in text and "ndcg@20" in text

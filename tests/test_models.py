@@ -44,6 +44,17 @@ def test_lightgcn_reproducible(small):
     assert np.abs(a.embeddings()[0] - c.embeddings()[0]).max() > 1e-3
 
 
+def test_lightgcn_user_sampling(small, tmp_path):
+    pop = Popularity().fit(small).evaluate(small.test)["recall@20"]
+    m = LightGCN(dim=32, lr=1e-2, batch_size=2048, sampling="users", seed=0)
+    m.fit(small, epochs=6, progress=False)
+    assert m.evaluate(small.test)["recall@20"] > 1.5 * pop
+    m.save(tmp_path / "m")
+    assert load_model(tmp_path / "m").sampling == "users"
+    with pytest.raises(ValueError, match="LightGCN: sampling must be one of"):
+        LightGCN(sampling="items")
+
+
 def test_graph_filter_beats_popularity(small):
     pop = Popularity().fit(small).evaluate(small.test)["recall@20"]
     gf = GraphFilter(k=64).fit(small)

@@ -89,6 +89,40 @@ def test_bpr_triples(rng):
     np.testing.assert_array_equal(n, n2)
 
 
+def test_bpr_triples_user_uniform(rng):
+    R = graph(rng)
+    u, p, n = hopkit.bpr_triples(R, seed=5, sampling="users")
+    assert u.shape == p.shape == n.shape == (R.nnz,)
+    D = R.to_scipy().toarray() > 0
+    assert D[u, p].all()
+    full = u == 199
+    assert (n[full] == -1).all() and not D[u[~full], n[~full]].any()
+    # users uniform over those with items, whatever their degree (pairs mode
+    # draws them in proportion to it); positives uniform within the row
+    deg = R.row_degree()
+    big = []
+    for s in range(40):
+        u, p, _ = hopkit.bpr_triples(R, seed=s, sampling="users")
+        big.append((u, p))
+    u = np.concatenate([a for a, _ in big])
+    p = np.concatenate([b for _, b in big])
+    counts = np.bincount(u, minlength=R.n_rows)
+    assert (counts[deg == 0] == 0).all()
+    active = deg > 0
+    expect = len(u) / active.sum()
+    assert np.abs(counts[active] - expect).max() < 6 * np.sqrt(expect)
+    assert np.corrcoef(counts[active], deg[active])[0, 1] < 0.3
+    top = int(np.argmax(deg))
+    items = p[u == top]
+    hist = np.bincount(items, minlength=R.n_cols)[R.indices[R.indptr[top]:R.indptr[top + 1]]]
+    assert hist.sum() == len(items)
+    assert np.abs(hist - len(items) / len(hist)).max() < 6 * np.sqrt(len(items) / len(hist))
+    np.testing.assert_array_equal(hopkit.bpr_triples(R, seed=5, sampling="users")[2],
+                                  hopkit.bpr_triples(R, seed=5, sampling="users")[2])
+    with pytest.raises(ValueError, match="bpr_triples: sampling must be one of"):
+        hopkit.bpr_triples(R, sampling="edges")
+
+
 def test_torch_in_torch_out(rng):
     torch = pytest.importorskip("torch")
     R = graph(rng)

@@ -188,7 +188,7 @@ def _cmd_train(args) -> int:
         print(f"GraphFilter fitted in {model.fit_time:.2f} s")
     else:
         model = LightGCN(dim=args.dim, layers=args.layers, lr=args.lr, reg=args.reg,
-                         batch_size=args.batch_size, seed=args.seed)
+                         batch_size=args.batch_size, sampling=args.sampling, seed=args.seed)
         valid = args.valid_fraction if args.valid_fraction else None
         model.fit(ds, epochs=args.epochs, valid=valid, eval_every=args.eval_every,
                   patience=args.patience, progress=not args.no_progress, test=ds.test,
@@ -375,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reg", type=float, default=1e-4,
                    help="LightGCN: L2 weight on the batch's layer-0 embeddings")
     s.add_argument("--batch-size", type=int, default=2048, help="LightGCN: BPR triples per batch")
+    s.add_argument("--sampling", default="pairs", choices=["pairs", "users"],
+                   help="LightGCN: an epoch's BPR triples: every training pair once (pairs) or "
+                        "users drawn uniformly, one of their items each (users, as the LightGCN "
+                        "paper's code)")
     s.add_argument("--eval-every", type=int, default=5,
                    help="LightGCN: evaluate every N epochs (validation and test)")
     s.add_argument("--valid-fraction", type=float, default=0.0, metavar="F",

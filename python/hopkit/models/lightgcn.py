@@ -37,21 +37,28 @@ class LightGCN(Recommender):
     / batch_size (as the LightGCN paper's code does) and Adam.
 
     Parameters: ``dim`` (64), ``layers`` (3), ``lr`` (1e-3), ``reg`` (1e-4),
-    ``batch_size`` (2048 BPR triples), ``seed``. Every epoch visits each
-    training pair once in a random order with one negative sampled natively
-    (``hopkit.bpr_triples``); everything is reproducible for a seed (and a
-    fixed thread count).
+    ``batch_size`` (2048 BPR triples), ``sampling`` ("pairs" or "users", see
+    ``hopkit.bpr_triples``), ``seed``. An epoch is nnz(R) BPR triples, each
+    with one negative sampled natively: every training pair once in a random
+    order ("pairs"), or users drawn uniformly and one of their items each
+    ("users", as the LightGCN paper's code samples). Everything is
+    reproducible for a seed (and a fixed thread count).
     """
 
     name = "lightgcn"
 
-    def __init__(self, dim=64, layers=3, lr=1e-3, reg=1e-4, batch_size=2048, seed=0):
+    def __init__(self, dim=64, layers=3, lr=1e-3, reg=1e-4, batch_size=2048, sampling="pairs",
+                 seed=0):
         super().__init__()
         for nm, v, lo in (("dim", dim, 1), ("layers", layers, 0), ("batch_size", batch_size, 1)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"LightGCN: {nm} must be an integer >= {lo}, got {v!r}")
         if lr <= 0 or reg < 0:
             raise ValueError(f"LightGCN: need lr > 0 and reg >= 0, got lr={lr}, reg={reg}")
+        if sampling not in hopkit.ops.sampling.SAMPLING:
+            raise ValueError(f"LightGCN: sampling must be one of {hopkit.ops.sampling.SAMPLING}, "
+                             f"got {sampling!r}")
+        self.sampling = sampling
         self.dim, self.layers, self.lr, self.reg = int(dim), int(layers), float(lr), float(reg)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.epoch = 0
@@ -170,8 +177,8 @@ class LightGCN(Recommender):
             for _ in range(epochs):
                 self.epoch += 1
                 t0 = time.perf_counter()
-                users, pos, neg = hopkit.bpr_triples(self.train, seed=self.seed * 1_000_003
-                                                     + self.epoch)
+                users, pos, neg = hopkit.bpr_triples(
+                    self.train, seed=self.seed * 1_000_003 + self.epoch, sampling=self.sampling)
                 self.timer.add("sampling", time.perf_counter() - t0)
                 n_batches = -(-len(users) // self.batch_size)
                 if max_batches is not None:
@@ -228,8 +235,8 @@ class LightGCN(Recommender):
     # ---------------------------------------------------------------- persistence
     def _config(self):
         return {"dim": self.dim, "layers": self.layers, "lr": self.lr, "reg": self.reg,
-                "batch_size": self.batch_size, "seed": self.seed, "epoch": self.epoch,
-                "history": self.history}
+                "batch_size": self.batch_size, "sampling": self.sampling, "seed": self.seed,
+                "epoch": self.epoch, "history": self.history}
 
     def _arrays(self):
         U, V = self.embeddings()

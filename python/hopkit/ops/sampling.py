@@ -89,15 +89,35 @@ def sample_negatives(R, users, n_neg=1, seed=0, backend=None):
     return out
 
 
-def bpr_triples(R, seed=0, backend=None):
-    """One epoch of BPR triples: every nonzero (u, i) of R once, in a random
-    order, with one sampled negative j each. Returns int64 arrays
-    ``(users, pos, neg)`` of length ``R.nnz``; reproducible for a seed."""
+SAMPLING = ("pairs", "users")
+
+
+def bpr_triples(R, seed=0, sampling="pairs", backend=None):
+    """One epoch of BPR triples ``(users, pos, neg)``: int64 arrays of length
+    ``R.nnz``, one negative each (``sample_negatives``); reproducible for a seed.
+
+    ``sampling="pairs"``: every nonzero (u, i) of R once, in a random order
+    (what PyG's and RecBole's LightGCN loops do). ``sampling="users"``: R.nnz
+    draws of a user uniformly among those with at least one item, then one of
+    that user's items uniformly (what the LightGCN paper's code does: every
+    user weighs the same, as in the user-averaged Recall/NDCG, instead of in
+    proportion to their degree).
+    """
     op = "bpr_triples"
     R = as_csr(R, op)
     seed = _check_seed(op, seed)
-    perm = np.random.default_rng(seed).permutation(R.nnz)
-    users = R.row_ids()[perm]
-    pos = np.asarray(R.indices, dtype=np.int64)[perm]
+    if sampling not in SAMPLING:
+        raise ValueError(f"{op}: sampling must be one of {SAMPLING}, got {sampling!r}")
+    rng = np.random.default_rng(seed)
+    indices = np.asarray(R.indices, dtype=np.int64)
+    if sampling == "pairs":
+        perm = rng.permutation(R.nnz)
+        users, pos = R.row_ids()[perm], indices[perm]
+    else:
+        deg = R.row_degree()
+        active = np.flatnonzero(deg > 0)
+        users = active[rng.integers(0, len(active), R.nnz)] if R.nnz else active[:0]
+        pos = indices[np.asarray(R.indptr, dtype=np.int64)[users]
+                      + rng.integers(0, deg[users])]
     neg = sample_negatives(R, users, 1, seed=seed, backend=backend)[:, 0]
     return users, pos, neg
