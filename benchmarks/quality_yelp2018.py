@@ -2,7 +2,8 @@
 
     python benchmarks/quality_yelp2018.py gf                  # GF-CF: fit + full evaluation
     python benchmarks/quality_yelp2018.py speed --batches 20  # LightGCN epoch speed vs PyG LGConv
-    python benchmarks/quality_yelp2018.py lightgcn --epochs 400 --budget-min 120 --eval-every 10
+    python benchmarks/quality_yelp2018.py lightgcn --batch-size 8192 --lr 5e-3 \\
+        --decay-at 40,100,200 --decay 0.3 --budget-min 112   # LightGCN test curve
 
 Data: ../shared/data/yelp2018/{train,test}.txt (the LightGCN files) relative
 to the repository root, or --data. Prints Recall@20 / NDCG@20 on all test
@@ -22,7 +23,9 @@ docs/benchmarks.md ("## recommender").
   (``LGConv(normalize=False)`` + ``edge_weight``, PyG's fastest form). The
   epoch time is the median batch time x batches per epoch plus sampling.
 * ``lightgcn``: trains hopkit's LightGCN and prints the test curve every
-  ``--eval-every`` epochs until ``--epochs`` or ``--budget-min``.
+  ``--eval-every`` epochs until ``--epochs`` or ``--budget-min``; ``--lr``
+  with step decays (``--decay-at``, ``--decay``), ``--reg``, ``--batch-size``
+  and ``--sampling`` set the recipe (docs/benchmarks.md records the runs).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def run_gf(ds, args):
 def run_lightgcn(ds, args):
     from hopkit.models import LightGCN
 
-    m = LightGCN(dim=64, layers=3, lr=args.lr, reg=1e-4, batch_size=args.batch_size,
+    m = LightGCN(dim=64, layers=3, lr=args.lr, reg=args.reg, batch_size=args.batch_size,
                  sampling=args.sampling, seed=0)
     t0 = time.perf_counter()
     curve = []
@@ -90,7 +93,7 @@ def run_lightgcn(ds, args):
         curve.append(rec)
         print(f"epoch {rec['epoch']:4d}  {rec['wall_s']:8.0f} s  loss {rec['loss']:.4f}  "
               f"Recall@20 {res['recall@20']:.4f}  NDCG@20 {res['ndcg@20']:.4f}", flush=True)
-    return {"model": "LightGCN", "batch_size": args.batch_size, "lr": args.lr,
+    return {"model": "LightGCN", "batch_size": args.batch_size, "lr": args.lr, "reg": args.reg,
             "sampling": args.sampling, "decay_at": decay_at, "decay": args.decay, "curve": curve}
 
 
@@ -205,7 +208,9 @@ def main(argv=None):
     p.add_argument("--budget-min", type=float, default=120.0, help="lightgcn: wall-time budget")
     p.add_argument("--eval-every", type=int, default=10, help="lightgcn: epochs between evals")
     p.add_argument("--lr", type=float, default=1e-3, help="lightgcn: Adam learning rate")
-    p.add_argument("--sampling", default="users", choices=["users", "pairs"],
+    p.add_argument("--reg", type=float, default=1e-4,
+                   help="lightgcn: L2 weight on the batch's layer-0 embeddings")
+    p.add_argument("--sampling", default="pairs", choices=["users", "pairs"],
                    help="lightgcn: BPR triples per epoch (hopkit.bpr_triples)")
     p.add_argument("--decay-at", default="", help="lightgcn: epochs (comma separated) after "
                    "which the learning rate is multiplied by --decay")
