@@ -81,10 +81,9 @@ def run_lightgcn(ds, args):
                 *[e - done for e in decay_at if e > done])
         m.fit(ds, epochs=n, eval_every=0, progress=False)
         done += n
-        if done in decay_at:  # step decay of Adam's learning rate (the optimizer is kept)
-            for group in m._opt.param_groups:
-                group["lr"] *= args.decay
-            print(f"epoch {done}: lr -> {m._opt.param_groups[0]['lr']:.2e}", flush=True)
+        if done in decay_at:  # step decay: the next fit call runs Adam (state kept) at m.lr
+            m.lr *= args.decay
+            print(f"epoch {done}: lr -> {m.lr:.2e}", flush=True)
             if done % args.eval_every:
                 continue
         res = m.evaluate(ds.test, (20,), ("recall", "ndcg"))

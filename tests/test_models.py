@@ -49,6 +49,11 @@ def test_lightgcn_user_sampling(small, tmp_path):
     m = LightGCN(dim=32, lr=1e-2, batch_size=2048, sampling="users", seed=0)
     m.fit(small, epochs=6, progress=False)
     assert m.evaluate(small.test)["recall@20"] > 1.5 * pop
+    m.lr = 1e-3  # a schedule: the next fit call runs the same Adam state at the new rate
+    state = m._opt.state_dict()["state"][0]["step"].item()
+    m.fit(small, epochs=1, progress=False)
+    assert m._opt.param_groups[0]["lr"] == 1e-3
+    assert m._opt.state_dict()["state"][0]["step"].item() > state
     m.save(tmp_path / "m")
     assert load_model(tmp_path / "m").sampling == "users"
     with pytest.raises(ValueError, match="LightGCN: sampling must be one of"):

@@ -42,7 +42,9 @@ class LightGCN(Recommender):
     with one negative sampled natively: every training pair once in a random
     order ("pairs"), or users drawn uniformly and one of their items each
     ("users", as the LightGCN paper's code samples). Everything is
-    reproducible for a seed (and a fixed thread count).
+    reproducible for a seed (and a fixed thread count). The optimizer and its
+    state persist across ``fit`` calls; assign ``lr`` between calls for a
+    learning-rate schedule.
     """
 
     name = "lightgcn"
@@ -170,6 +172,8 @@ class LightGCN(Recommender):
         opt = getattr(self, "_opt", None)
         if opt is None or opt.param_groups[0]["params"][0] is not self._E0:
             opt = self._opt = _adam(self._E0, self.lr)  # kept across fit calls
+        for group in opt.param_groups:  # a changed ``self.lr`` (a schedule) takes effect
+            group["lr"] = self.lr
         key = f"recall@{ks[0]}"
         best, best_state, bad = -1.0, None, 0
         bar = _progress(progress, epochs)
