@@ -288,10 +288,7 @@ void attention_backward(const AttentionArgs<T, I>& a, const CsrView<I>& AT, cons
   template void attention_forward<T, I>(const AttentionArgs<T, I>&, T*, T*);                \
   template void attention_backward<T, I>(const AttentionArgs<T, I>&, const CsrView<I>&,     \
                                          const T*, const T*, const T*, T*, T*, T*, T*);
-HOPKIT_INSTANTIATE(float, int32_t)
-HOPKIT_INSTANTIATE(float, int64_t)
-HOPKIT_INSTANTIATE(double, int32_t)
-HOPKIT_INSTANTIATE(double, int64_t)
+HOPKIT_FOR_VALUE_INDEX_TYPES(HOPKIT_INSTANTIATE)
 #undef HOPKIT_INSTANTIATE
 
 }  // namespace HOPKIT_ISA

@@ -81,10 +81,7 @@ void propagate(const PropagateArgs<T, I>& p, T* out, T* work) {
 
 #define HOPKIT_INSTANTIATE(T, I) \
   template void propagate<T, I>(const PropagateArgs<T, I>&, T*, T*);
-HOPKIT_INSTANTIATE(float, int32_t)
-HOPKIT_INSTANTIATE(float, int64_t)
-HOPKIT_INSTANTIATE(double, int32_t)
-HOPKIT_INSTANTIATE(double, int64_t)
+HOPKIT_FOR_VALUE_INDEX_TYPES(HOPKIT_INSTANTIATE)
 #undef HOPKIT_INSTANTIATE
 
 }  // namespace HOPKIT_ISA

@@ -129,10 +129,7 @@ void spmm_arg_grad_x(const SpmmArgs<T, I>& a, const T* dY, const int64_t* arg, T
   template void spmm_forward<T, I>(const SpmmArgs<T, I>&, T*, int64_t*);                    \
   template void spmm_edge_grad<T, I>(const SpmmArgs<T, I>&, const T*, const int64_t*, T*);  \
   template void spmm_arg_grad_x<T, I>(const SpmmArgs<T, I>&, const T*, const int64_t*, T*);
-HOPKIT_INSTANTIATE(float, int32_t)
-HOPKIT_INSTANTIATE(float, int64_t)
-HOPKIT_INSTANTIATE(double, int32_t)
-HOPKIT_INSTANTIATE(double, int64_t)
+HOPKIT_FOR_VALUE_INDEX_TYPES(HOPKIT_INSTANTIATE)
 #undef HOPKIT_INSTANTIATE
 
 }  // namespace HOPKIT_ISA

@@ -637,10 +637,7 @@ void topk(const TopkArgs<T, I>& a, T* scores, int64_t* idx) {
   template void topk<T, I>(const TopkArgs<T, I>&, T*, int64_t*);
 template void topk_pack<float>(const float*, int64_t, int64_t, float*);
 template void topk_pack<double>(const double*, int64_t, int64_t, double*);
-HOPKIT_INSTANTIATE(float, int32_t)
-HOPKIT_INSTANTIATE(float, int64_t)
-HOPKIT_INSTANTIATE(double, int32_t)
-HOPKIT_INSTANTIATE(double, int64_t)
+HOPKIT_FOR_VALUE_INDEX_TYPES(HOPKIT_INSTANTIATE)
 #undef HOPKIT_INSTANTIATE
 
 }  // namespace HOPKIT_ISA

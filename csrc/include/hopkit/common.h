@@ -9,6 +9,11 @@
 #include <omp.h>
 #endif
 
+// M(T, I) for every value type T and index type I the kernels are built for
+// (the explicit instantiations at the end of each kernel file).
+#define HOPKIT_FOR_VALUE_INDEX_TYPES(M) \
+  M(float, int32_t) M(float, int64_t) M(double, int32_t) M(double, int64_t)
+
 namespace hopkit {
 
 inline int max_threads() {
