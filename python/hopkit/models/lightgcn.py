@@ -10,6 +10,7 @@ import numpy as np
 import hopkit
 
 from ..data.loaders import Dataset, split_random
+from ..ops.sampling import check_sampling
 from ._base import Recommender
 
 
@@ -57,10 +58,7 @@ class LightGCN(Recommender):
                 raise ValueError(f"LightGCN: {nm} must be an integer >= {lo}, got {v!r}")
         if lr <= 0 or reg < 0:
             raise ValueError(f"LightGCN: need lr > 0 and reg >= 0, got lr={lr}, reg={reg}")
-        if sampling not in hopkit.ops.sampling.SAMPLING:
-            raise ValueError(f"LightGCN: sampling must be one of {hopkit.ops.sampling.SAMPLING}, "
-                             f"got {sampling!r}")
-        self.sampling = sampling
+        self.sampling = check_sampling("LightGCN", sampling)
         self.dim, self.layers, self.lr, self.reg = int(dim), int(layers), float(lr), float(reg)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.epoch = 0

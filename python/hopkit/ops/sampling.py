@@ -92,6 +92,13 @@ def sample_negatives(R, users, n_neg=1, seed=0, backend=None):
 SAMPLING = ("pairs", "users")
 
 
+def check_sampling(op, sampling):
+    """``sampling`` must name one of bpr_triples' epoch modes (SAMPLING)."""
+    if sampling not in SAMPLING:
+        raise ValueError(f"{op}: sampling must be one of {SAMPLING}, got {sampling!r}")
+    return sampling
+
+
 def bpr_triples(R, seed=0, sampling="pairs", backend=None):
     """One epoch of BPR triples ``(users, pos, neg)``: int64 arrays of length
     ``R.nnz``, one negative each (``sample_negatives``); reproducible for a seed.
@@ -106,8 +113,7 @@ def bpr_triples(R, seed=0, sampling="pairs", backend=None):
     op = "bpr_triples"
     R = as_csr(R, op)
     seed = _check_seed(op, seed)
-    if sampling not in SAMPLING:
-        raise ValueError(f"{op}: sampling must be one of {SAMPLING}, got {sampling!r}")
+    check_sampling(op, sampling)
     rng = np.random.default_rng(seed)
     indices = np.asarray(R.indices, dtype=np.int64)
     if sampling == "pairs":
