@@ -60,6 +60,17 @@ def test_lightgcn_user_sampling(small, tmp_path):
         LightGCN(sampling="items")
 
 
+def test_lightgcn_init_std(small, tmp_path):
+    m = LightGCN(dim=16, batch_size=4096, init_std=0.01, seed=0).fit(small, epochs=0,
+                                                                      progress=False)
+    assert 0.009 < float(m._E0.detach().std()) < 0.011
+    m.save(tmp_path / "m")
+    assert load_model(tmp_path / "m").init_std == 0.01
+    for bad in (0.0, -0.1):
+        with pytest.raises(ValueError, match="LightGCN: need lr > 0, reg >= 0 and init_std > 0"):
+            LightGCN(init_std=bad)
+
+
 def test_graph_filter_beats_popularity(small):
     pop = Popularity().fit(small).evaluate(small.test)["recall@20"]
     gf = GraphFilter(k=64).fit(small)

@@ -39,10 +39,11 @@ class LightGCN(Recommender):
 
     Parameters: ``dim`` (64), ``layers`` (3), ``lr`` (1e-3), ``reg`` (1e-4),
     ``batch_size`` (2048 BPR triples), ``sampling`` ("pairs" or "users", see
-    ``hopkit.bpr_triples``), ``seed``. An epoch is nnz(R) BPR triples, each
-    with one negative sampled natively: every training pair once in a random
-    order ("pairs"), or users drawn uniformly and one of their items each
-    ("users", as the LightGCN paper's code samples). Everything is
+    ``hopkit.bpr_triples``), ``init_std`` (0.1: the std of the normal initial
+    embeddings, as in LightGCN's PyTorch code), ``seed``. An epoch is nnz(R)
+    BPR triples, each with one negative sampled natively: every training pair
+    once in a random order ("pairs"), or users drawn uniformly and one of their
+    items each ("users", as the LightGCN paper's code samples). Everything is
     reproducible for a seed (and a fixed thread count). The optimizer and its
     state persist across ``fit`` calls; assign ``lr`` between calls for a
     learning-rate schedule.
@@ -51,16 +52,17 @@ class LightGCN(Recommender):
     name = "lightgcn"
 
     def __init__(self, dim=64, layers=3, lr=1e-3, reg=1e-4, batch_size=2048, sampling="pairs",
-                 seed=0):
+                 init_std=0.1, seed=0):
         super().__init__()
         for nm, v, lo in (("dim", dim, 1), ("layers", layers, 0), ("batch_size", batch_size, 1)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"LightGCN: {nm} must be an integer >= {lo}, got {v!r}")
-        if lr <= 0 or reg < 0:
-            raise ValueError(f"LightGCN: need lr > 0 and reg >= 0, got lr={lr}, reg={reg}")
+        if lr <= 0 or reg < 0 or init_std <= 0:
+            raise ValueError("LightGCN: need lr > 0, reg >= 0 and init_std > 0, got "
+                             f"lr={lr}, reg={reg}, init_std={init_std}")
         self.sampling = check_sampling("LightGCN", sampling)
         self.dim, self.layers, self.lr, self.reg = int(dim), int(layers), float(lr), float(reg)
-        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.batch_size, self.init_std, self.seed = int(batch_size), float(init_std), int(seed)
         self.epoch = 0
         self.history = []  # dicts: epoch, loss, epoch_time, [valid/test metrics]
         self.timer = Timer()
@@ -73,8 +75,7 @@ class LightGCN(Recommender):
 
         g = torch.Generator().manual_seed(self.seed)
         n = self.n_users + self.n_items
-        # LightGCN's code: normal(std=0.1)
-        self._E0 = torch.nn.Parameter(torch.randn(n, self.dim, generator=g) * 0.1)
+        self._E0 = torch.nn.Parameter(torch.randn(n, self.dim, generator=g) * self.init_std)
 
     def _graph(self):
         if getattr(self, "_A", None) is None or self._A_for is not self.train:
@@ -237,7 +238,8 @@ class LightGCN(Recommender):
     # ---------------------------------------------------------------- persistence
     def _config(self):
         return {"dim": self.dim, "layers": self.layers, "lr": self.lr, "reg": self.reg,
-                "batch_size": self.batch_size, "sampling": self.sampling, "seed": self.seed,
+                "batch_size": self.batch_size, "sampling": self.sampling,
+                "init_std": self.init_std, "seed": self.seed,
                 "epoch": self.epoch, "history": self.history}
 
     def _arrays(self):
