@@ -12,6 +12,7 @@ void bind_sampling(py::module_& m);
 void bind_propagate(py::module_& m);
 void bind_attention(py::module_& m);
 void bind_topk(py::module_& m);
+void bind_bpr(py::module_& m);
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "hopkit native CPU kernels";
@@ -38,4 +39,5 @@ PYBIND11_MODULE(_native, m) {
   bind_propagate(m);
   bind_attention(m);
   bind_topk(m);
+  bind_bpr(m);
 }

@@ -1,5 +1,5 @@
 // The g-SpMM row kernel and helpers shared by the SIMD kernel files (spmm,
-// propagate, attention), in namespace hopkit::<isa>::rows: every ISA build of
+// propagate, attention, bpr), in namespace hopkit::<isa>::rows: every ISA build of
 // a kernel file gets its own copy. Internal: not a contract header.
 #pragma once
 #include <cmath>
@@ -44,7 +44,7 @@ struct SpmmStore {
 // Prefetches every cache line of n values at p (a gathered row: the hardware
 // prefetchers do not follow the random row order).
 template <class T>
-inline void prefetch_row(const T* p, int64_t n) {
+__attribute__((always_inline)) inline void prefetch_row(const T* p, int64_t n) {
   const char* c = reinterpret_cast<const char*>(p);
   for (int64_t b = 0; b < n * int64_t(sizeof(T)); b += 64) __builtin_prefetch(c + b);
 }

@@ -18,6 +18,7 @@ from .csr import CSR, as_csr, bipartite_adjacency
 from .ops import (
     ItemIndex,
     attention_aggregate,
+    bpr_loss,
     bpr_triples,
     evaluate,
     propagate,
@@ -35,6 +36,7 @@ __all__ = [
     "as_csr",
     "attention_aggregate",
     "bipartite_adjacency",
+    "bpr_loss",
     "bpr_triples",
     "config",
     "evaluate",

@@ -219,6 +219,42 @@ def propagate(indptr, indices, n_rows, n_cols, X, F, E, eperm, alpha, out, work)
         src = dst
 
 
+# ---------------------------------------------------------------- bpr
+@njit(parallel=True, cache=True)
+def _bpr_scores(U, V, users, pos, neg, x):
+    for b in prange(users.shape[0]):
+        u, p, n = users[b], pos[b], neg[b]
+        s = 0.0
+        for f in range(U.shape[1]):
+            s += np.float64(U[u, f]) * (np.float64(V[n, f]) - np.float64(V[p, f]))
+        x[b] = s
+
+
+@njit(cache=True)
+def _bpr_backward(U, V, users, pos, neg, c, gu, gv):
+    """Serial scatter into float64 tables (gv is gu when the table is shared)."""
+    for b in range(users.shape[0]):
+        u, p, n, cb = users[b], pos[b], neg[b], np.float64(c[b])
+        for f in range(U.shape[1]):
+            uf = np.float64(U[u, f])
+            gu[u, f] += cb * (np.float64(V[n, f]) - np.float64(V[p, f]))
+            gv[n, f] += cb * uf
+            gv[p, f] -= cb * uf
+
+
+def bpr_scores(U, V, F, users, pos, neg, shared, x):
+    _bpr_scores(U, V, users, pos, neg, x)
+
+
+def bpr_backward(U, V, F, users, pos, neg, shared, c, dU, dV):
+    gu = np.zeros(U.shape)
+    gv = gu if shared else np.zeros(V.shape)
+    _bpr_backward(U, V, users, pos, neg, c, gu, gv)
+    dU[...] = gu
+    if not shared:
+        dV[...] = gv
+
+
 # ---------------------------------------------------------------- attention
 @njit(inline="always")
 def _att_score(Q, K, i, j, h, dk, score, scale, slope):

@@ -20,6 +20,10 @@ on arrays that ``hopkit.ops`` has already validated and made C-contiguous:
   enter, excluded items never, only candidates when given) into scores/idx
   [B, k], which the caller pre-fills with -inf / -1. Exclusion / candidate
   rows are sorted and unique; ex_rows maps a query to its exclusion row.
+* ``bpr_scores(U, V, F, users, pos, neg, shared, x)`` writes
+  ``x[b] = U[users[b]] . (V[neg[b]] - V[pos[b]])`` and ``bpr_backward(...,
+  c, dU, dV)`` the gradients of ``sum_b c[b] x[b]`` wrt U and V, every row
+  written (``shared``: V is U and dV is dU, one table).
 
 Message codes: 0 copy, 1 mul, 2 add, 3 edge (edge features alone). Reduce
 codes: 0 sum, 1 mean, 2 max, 3 min. Sum and mean accumulate in float64; max and
@@ -238,6 +242,25 @@ def propagate(indptr, indices, n_rows, n_cols, X, F, E, eperm, alpha, out, work)
         H = _segment(np.add, M, indptr, n_rows, 0.0)
         acc += alpha[layer] * H
     out[...] = acc
+
+
+# ---------------------------------------------------------------- bpr
+def bpr_scores(U, V, F, users, pos, neg, shared, x):
+    u = U[users].astype(np.float64)
+    x[...] = np.einsum("bf,bf->b", u, V[neg].astype(np.float64) - V[pos].astype(np.float64))
+
+
+def bpr_backward(U, V, F, users, pos, neg, shared, c, dU, dV):
+    c = c.astype(np.float64)[:, None]
+    gu = np.zeros(U.shape)
+    gv = gu if shared else np.zeros(V.shape)
+    np.add.at(gu, users, c * (V[neg].astype(np.float64) - V[pos].astype(np.float64)))
+    cu = c * U[users].astype(np.float64)
+    np.add.at(gv, neg, cu)
+    np.add.at(gv, pos, -cu)
+    dU[...] = gu
+    if not shared:
+        dV[...] = gv
 
 
 # ---------------------------------------------------------------- attention

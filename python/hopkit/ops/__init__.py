@@ -7,11 +7,13 @@ out on the same device, differentiable through ``hopkit.autograd.<op>``.
 """
 
 from .attention import attention_aggregate
+from .bpr import bpr_loss
 from .evaluate import evaluate
 from .propagate import propagate
 from .sampling import bpr_triples, sample_negatives
 from .spmm import EDGE, MESSAGES, REDUCES, sddmm, spmm
 from .topk import ItemIndex, topk, topk_scores
 
-__all__ = ["EDGE", "MESSAGES", "REDUCES", "ItemIndex", "attention_aggregate", "bpr_triples",
-           "evaluate", "propagate", "sample_negatives", "sddmm", "spmm", "topk", "topk_scores"]
+__all__ = ["EDGE", "MESSAGES", "REDUCES", "ItemIndex", "attention_aggregate", "bpr_loss",
+           "bpr_triples", "evaluate", "propagate", "sample_negatives", "sddmm", "spmm", "topk",
+           "topk_scores"]
