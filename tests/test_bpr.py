@@ -105,6 +105,17 @@ def test_native_grads_independent_of_threads(rng):
         assert torch.equal(g[0], grads[0][0]) and torch.equal(g[1], grads[0][1])
     untouched = np.setdiff1d(np.arange(4000), np.concatenate([p, n]))
     assert len(untouched) and not grads[0][1][untouched].any()
+    # the kernel writes touched rows only (the op passes zeroed tables)
+    nat = hopkit._backend.native_module()
+    Un, Vn = U.numpy(), V.numpy()
+    c = rng.standard_normal(len(u)).astype(np.float32)
+    dU, dV = np.zeros_like(Un), np.zeros_like(Vn)
+    nat.bpr_backward(Un, Vn, 64, u, p, n, False, c, dU, dV)
+    dV2 = np.full_like(Vn, 7.0)
+    nat.bpr_backward(Un, Vn, 64, u, p, n, False, c, np.zeros_like(Un), dV2)
+    assert (dV2[untouched] == 7.0).all()
+    touched = np.setdiff1d(np.arange(4000), untouched)
+    np.testing.assert_array_equal(dV2[touched], dV[touched])
 
 
 def test_numpy_in_numpy_out_and_inputs_untouched(rng):

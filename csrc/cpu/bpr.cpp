@@ -3,8 +3,8 @@
 // bpr_scores is one parallel pass over the triples: three gathered rows, one
 // float64 dot product each. bpr_backward first counting-sorts the 3B triple
 // slots by destination row (serial, O(B + rows), in triple order), then runs
-// parallel_rows over that row list: each destination row is summed in float64
-// by one thread and written once, untouched rows get zeros. No atomics, no
+// parallel_rows over that row list: each touched destination row is summed in
+// float64 by one thread and written once; untouched rows are not written. No atomics, no
 // per-thread copies of the tables, and the same bits for any thread count.
 #include "hopkit/bpr.h"
 
@@ -83,6 +83,7 @@ void bpr_backward(const BprArgs<T, I>& a, const T* c, T* dU, T* dV) {
     const int64_t s_end = ptr[r1];
     for (int64_t s = ptr[r0]; s < std::min(ptr[r0] + kPrefetch, s_end); ++s) prefetch_slot(s);
     for (int64_t r = r0; r < r1; ++r) {
+      if (ptr[r] == ptr[r + 1]) continue;  // untouched: left as given (zero)
       T* out = r < nu ? dU + r * F : dV + (r - nu) * F;
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t s = ptr[r]; s < ptr[r + 1]; ++s) {

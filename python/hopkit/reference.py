@@ -22,8 +22,8 @@ on arrays that ``hopkit.ops`` has already validated and made C-contiguous:
   rows are sorted and unique; ex_rows maps a query to its exclusion row.
 * ``bpr_scores(U, V, F, users, pos, neg, shared, x)`` writes
   ``x[b] = U[users[b]] . (V[neg[b]] - V[pos[b]])`` and ``bpr_backward(...,
-  c, dU, dV)`` the gradients of ``sum_b c[b] x[b]`` wrt U and V, every row
-  written (``shared``: V is U and dV is dU, one table).
+  c, dU, dV)`` the gradients of ``sum_b c[b] x[b]`` wrt U and V into zeroed
+  dU / dV (``shared``: V is U and dV is dU, one table).
 
 Message codes: 0 copy, 1 mul, 2 add, 3 edge (edge features alone). Reduce
 codes: 0 sum, 1 mean, 2 max, 3 min. Sum and mean accumulate in float64; max and

@@ -13,8 +13,9 @@
 // U is [n_users, F], V is [n_items, F], both C-contiguous; ids are in range
 // (the caller checks). `shared` means V is U (one table, item ids are rows of
 // it): then dV must equal dU and every contribution lands in that one table.
-// bpr_backward writes every row of dU and dV (zero where no triple touches
-// it). It sorts the triple slots by destination row (a counting sort, in
+// bpr_backward writes the rows of dU and dV that some triple touches and
+// leaves the others as they are: pass zeroed tables (a calloc'd table then
+// costs nothing for the rows a small batch never touches). It sorts the triple slots by destination row (a counting sort, in
 // triple order) and gives each row to one thread, so the result is exact to
 // float64 accumulation and does not depend on the thread count. Dot products
 // and row sums accumulate in float64.

@@ -31,6 +31,24 @@ def timeit(fn, repeats=7, warmup=2, min_time=0.0):
     return float(np.median(times)), times
 
 
+def timeit_interleaved(fns, repeats=7, warmup=1):
+    """{name: median seconds} of each ``fns[name]()``, timed round-robin (one
+    call of each per round) so that load from other processes on a shared
+    machine falls on every implementation alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            gc.disable()
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            gc.enable()
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 @functools.cache
 def copy_bandwidth(nbytes=512 * 2**20) -> float:
     """Measured copy bandwidth in bytes/s (read + write counted), the best of

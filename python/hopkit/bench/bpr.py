@@ -13,6 +13,9 @@ each. Peers, all computing the same loss and gradient (checked before timing):
   ``hopkit.models.LightGCN`` ran before ``bpr_loss``: index_add backward);
 * hopkit's Numba backend.
 
+Timed round-robin (one call of each per round, 21 rounds, medians), so that
+load from other processes falls on every implementation alike.
+
 Byte model (``bw``, the fraction of measured copy bandwidth): the forward
 reads 3 rows per triple, the backward 4 (2 for the user's row, 1 for each
 item's) and writes the whole [N, F] gradient once: (7 B F + N F) x 4 bytes
@@ -25,7 +28,7 @@ import numpy as np
 
 import hopkit
 
-from ._common import copy_bandwidth, gowalla_graph, row, timeit
+from ._common import copy_bandwidth, gowalla_graph, row, timeit_interleaved
 
 GROUP = "bpr"
 BATCHES = (2048, 8192, 65536)
@@ -85,8 +88,8 @@ def run_bpr(torch, repeats, F=64):
             torch.testing.assert_close(step(f, E)(), want, rtol=1e-4, atol=1e-7)
         nbytes = (7 * B * F + N * F) * 4 + 3 * B * 8
         case = f"BPR loss fwd+bwd B={B} F={F} (table {N} rows)"
-        for name, f in fns.items():
-            t = timeit(step(f, E), repeats=repeats, warmup=1)[0]
+        times = timeit_interleaved({k: step(f, E) for k, f in fns.items()}, repeats)
+        for name, t in times.items():
             extra = {"bw": nbytes / t / bw} if name == "hopkit" else {}
             rows.append(row(GROUP, case, name, t, **extra))
     return rows
@@ -100,7 +103,7 @@ def run(quick=False):
         return []
     print(f"[bpr] copy bandwidth {copy_bandwidth() / 1e9:.1f} GB/s, "
           f"threads {hopkit.get_num_threads()}")
-    return run_bpr(torch, 3 if quick else 7)
+    return run_bpr(torch, 5 if quick else 21)
 
 
 if __name__ == "__main__":

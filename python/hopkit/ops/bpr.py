@@ -100,7 +100,8 @@ def bpr_scores_np(Un, Vn, shared, u, p, n, be):
 def bpr_grads_np(Un, Vn, shared, u, p, n, x, g, be):
     """(dU, dV) of g * mean_b softplus(x_b); dV is dU when shared."""
     c = (g * sigmoid(x) / x.shape[0]).astype(Un.dtype)
-    dU = np.empty_like(Un)
-    dV = dU if shared else np.empty_like(Vn)
+    # np.zeros callocs: the pages of rows the batch never touches stay unmapped
+    dU = np.zeros(Un.shape, Un.dtype)
+    dV = dU if shared else np.zeros(Vn.shape, Vn.dtype)
     be.bpr_backward(Un, Vn, Un.shape[1], u, p, n, shared, c, dU, dV)
     return dU, dV
