@@ -110,8 +110,8 @@ class LightGCN(Recommender):
         p = np.asarray(pos, dtype=np.int64) + self.n_users
         n = np.asarray(neg, dtype=np.int64) + self.n_users
         # Fused BPR loss on the one [users; items] table: no gathered [B, dim]
-        # rows forward or backward (~13x faster than index_select + softplus
-        # at batch 65536, docs/benchmarks.md).
+        # rows forward or backward (docs/bpr.md; 1.7-6x faster than
+        # index_select + softplus at batch 8192-65536, docs/benchmarks.md).
         loss = hopkit.bpr_loss(E, E, u, p, n)
         # L2 on the batch's layer-0 rows, as sum_r count_r ||E0_r||^2: each
         # distinct row is gathered once, however often the batch repeats it.
