@@ -70,7 +70,7 @@ def run_lightgcn(ds, args):
     from hopkit.models import LightGCN
 
     m = LightGCN(dim=64, layers=3, lr=args.lr, reg=args.reg, batch_size=args.batch_size,
-                 sampling=args.sampling, init_std=args.init_std, seed=0)
+                 sampling=args.sampling, init_std=args.init_std, ema=args.ema, seed=0)
     t0 = time.perf_counter()
     curve = []
     deadline = t0 + 60 * args.budget_min
@@ -93,7 +93,8 @@ def run_lightgcn(ds, args):
         print(f"epoch {rec['epoch']:4d}  {rec['wall_s']:8.0f} s  loss {rec['loss']:.4f}  "
               f"Recall@20 {res['recall@20']:.4f}  NDCG@20 {res['ndcg@20']:.4f}", flush=True)
     return {"model": "LightGCN", "batch_size": args.batch_size, "lr": args.lr, "reg": args.reg,
-            "sampling": args.sampling, "init_std": args.init_std, "decay_at": decay_at,
+            "sampling": args.sampling, "init_std": args.init_std, "ema": args.ema,
+            "decay_at": decay_at,
             "decay": args.decay, "curve": curve}
 
 
@@ -210,6 +211,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3, help="lightgcn: Adam learning rate")
     p.add_argument("--reg", type=float, default=1e-4,
                    help="lightgcn: L2 weight on the batch's layer-0 embeddings")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="lightgcn: moving-average decay of the weights evaluated (0: off)")
     p.add_argument("--init-std", type=float, default=0.1,
                    help="lightgcn: std of the normal initial embeddings")
     p.add_argument("--sampling", default="pairs", choices=["users", "pairs"],

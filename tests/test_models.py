@@ -4,6 +4,7 @@ recommend / save / load round trips and their errors."""
 
 import os
 
+import hopkit
 import numpy as np
 import pytest
 from conftest import SHARED
@@ -58,6 +59,27 @@ def test_lightgcn_user_sampling(small, tmp_path):
     assert load_model(tmp_path / "m").sampling == "users"
     with pytest.raises(ValueError, match="LightGCN: sampling must be one of"):
         LightGCN(sampling="items")
+
+
+def test_lightgcn_ema(small, tmp_path):
+    pop = Popularity().fit(small).evaluate(small.test)["recall@20"]
+    m = LightGCN(dim=32, lr=1e-2, batch_size=2048, ema=0.9, seed=0).fit(small, epochs=3,
+                                                                         progress=False)
+    steps = m._avg_steps
+    assert steps == 3 * -(-small.train.nnz // 2048)
+    raw = hopkit.propagate(m._graph(), m._E0.detach(), 3).numpy()[: m.n_users]
+    U, _ = m.embeddings()  # from the average: close to the raw weights, not equal
+    assert 0 < np.abs(U - raw).max() < np.abs(raw).max()
+    assert m.evaluate(small.test)["recall@20"] > 1.5 * pop
+    m.save(tmp_path / "m")
+    m2 = load_model(tmp_path / "m")
+    assert m2.ema == 0.9 and m2._avg_steps == steps
+    np.testing.assert_array_equal(m2._E0_avg.numpy(), m._E0_avg.numpy())
+    m2.fit(small, epochs=1, progress=False)  # resumes the average
+    assert m2._avg_steps > steps
+    for bad in (1.0, -0.5):
+        with pytest.raises(ValueError, match="LightGCN: ema must be 0 \\(off\\) or a decay"):
+            LightGCN(ema=bad)
 
 
 def test_lightgcn_init_std(small, tmp_path):

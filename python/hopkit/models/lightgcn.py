@@ -40,7 +40,11 @@ class LightGCN(Recommender):
     Parameters: ``dim`` (64), ``layers`` (3), ``lr`` (1e-3), ``reg`` (1e-4),
     ``batch_size`` (2048 BPR triples), ``sampling`` ("pairs" or "users", see
     ``hopkit.bpr_triples``), ``init_std`` (0.1: the std of the normal initial
-    embeddings, as in LightGCN's PyTorch code), ``seed``. An epoch is nnz(R)
+    embeddings, as in LightGCN's PyTorch code), ``ema`` (0: off; else a decay
+    in (0, 1): an exponential moving average of the layer-0 embeddings is
+    kept after every step, with the warm-up min(ema, (1 + t) / (10 + t)),
+    and evaluation, ``recommend`` and ``save`` use it instead of the raw
+    weights), ``seed``. An epoch is nnz(R)
     BPR triples, each with one negative sampled natively: every training pair
     once in a random order ("pairs"), or users drawn uniformly and one of their
     items each ("users", as the LightGCN paper's code samples). Everything is
@@ -52,7 +56,7 @@ class LightGCN(Recommender):
     name = "lightgcn"
 
     def __init__(self, dim=64, layers=3, lr=1e-3, reg=1e-4, batch_size=2048, sampling="pairs",
-                 init_std=0.1, seed=0):
+                 init_std=0.1, ema=0.0, seed=0):
         super().__init__()
         for nm, v, lo in (("dim", dim, 1), ("layers", layers, 0), ("batch_size", batch_size, 1)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -60,13 +64,17 @@ class LightGCN(Recommender):
         if lr <= 0 or reg < 0 or init_std <= 0:
             raise ValueError("LightGCN: need lr > 0, reg >= 0 and init_std > 0, got "
                              f"lr={lr}, reg={reg}, init_std={init_std}")
+        if not 0 <= ema < 1:
+            raise ValueError(f"LightGCN: ema must be 0 (off) or a decay in (0, 1), got {ema!r}")
         self.sampling = check_sampling("LightGCN", sampling)
         self.dim, self.layers, self.lr, self.reg = int(dim), int(layers), float(lr), float(reg)
         self.batch_size, self.init_std, self.seed = int(batch_size), float(init_std), int(seed)
+        self.ema = float(ema)
         self.epoch = 0
         self.history = []  # dicts: epoch, loss, epoch_time, [valid/test metrics]
         self.timer = Timer()
         self._E0 = None  # torch Parameter [(U+I), dim]
+        self._E0_avg, self._avg_steps = None, 0  # its moving average (ema > 0)
         self._user_emb = self._item_emb = None  # final (propagated) numpy embeddings
 
     # ---------------------------------------------------------------- torch parts
@@ -76,6 +84,11 @@ class LightGCN(Recommender):
         g = torch.Generator().manual_seed(self.seed)
         n = self.n_users + self.n_items
         self._E0 = torch.nn.Parameter(torch.randn(n, self.dim, generator=g) * self.init_std)
+        self._E0_avg, self._avg_steps = None, 0
+
+    def _weights(self):
+        """The layer-0 embeddings the model answers with: the average if kept."""
+        return self._E0_avg if self._E0_avg is not None else self._E0.detach()
 
     def _graph(self):
         if getattr(self, "_A", None) is None or self._A_for is not self.train:
@@ -83,14 +96,15 @@ class LightGCN(Recommender):
             self._A_for = self.train
         return self._A
 
-    def _propagate(self):
-        return hopkit.propagate(self._graph(), self._E0, layers=self.layers, combine="mean")
+    def _propagate(self, E0=None):
+        E0 = self._E0 if E0 is None else E0
+        return hopkit.propagate(self._graph(), E0, layers=self.layers, combine="mean")
 
     def _refresh_embeddings(self):
         import torch
 
         with torch.no_grad():
-            E = self._propagate().numpy()
+            E = self._propagate(self._weights()).numpy()
         self._user_emb = np.ascontiguousarray(E[: self.n_users])
         self._item_emb = np.ascontiguousarray(E[self.n_users:])
 
@@ -125,6 +139,13 @@ class LightGCN(Recommender):
         loss.backward()
         t3 = time.perf_counter()
         opt.step()
+        if self.ema:
+            with torch.no_grad():
+                if self._E0_avg is None:
+                    self._E0_avg = self._E0.detach().clone()
+                self._avg_steps += 1
+                t = self._avg_steps
+                self._E0_avg.lerp_(self._E0.detach(), 1.0 - min(self.ema, (1 + t) / (10 + t)))
         t4 = time.perf_counter()
         self.timer.add("propagation forward", t1 - t0)
         self.timer.add("loss", t2 - t1)
@@ -207,7 +228,8 @@ class LightGCN(Recommender):
                         score = rec[f"valid_{key}"]
                         if score > best:
                             best, bad = score, 0
-                            best_state = (self._E0.detach().clone(), self.epoch)
+                            best_state = (self._E0.detach().clone(), self._weights().clone(),
+                                          self.epoch)
                             if checkpoint:
                                 self.save(checkpoint)
                         else:
@@ -227,10 +249,12 @@ class LightGCN(Recommender):
         finally:
             if bar is not None:
                 bar.close()
-        if best_state is not None and best_state[1] != self.epoch:
+        if best_state is not None and best_state[2] != self.epoch:
             with torch.no_grad():
                 self._E0.copy_(best_state[0])
-            self.best_epoch = best_state[1]
+            if self._E0_avg is not None:
+                self._E0_avg = best_state[1]
+            self.best_epoch = best_state[2]
         self._user_emb = None
         self.fit_time = (self.fit_time or 0.0) + time.perf_counter() - t_start
         if checkpoint and valid is None:
@@ -241,19 +265,23 @@ class LightGCN(Recommender):
     def _config(self):
         return {"dim": self.dim, "layers": self.layers, "lr": self.lr, "reg": self.reg,
                 "batch_size": self.batch_size, "sampling": self.sampling,
-                "init_std": self.init_std, "seed": self.seed,
-                "epoch": self.epoch, "history": self.history}
+                "init_std": self.init_std, "ema": self.ema, "seed": self.seed,
+                "epoch": self.epoch, "ema_steps": self._avg_steps, "history": self.history}
 
     def _arrays(self):
         U, V = self.embeddings()
-        return {"embedding0": self._E0.detach().numpy(), "user_emb": U, "item_emb": V}
+        out = {"embedding0": self._E0.detach().numpy(), "user_emb": U, "item_emb": V}
+        if self._E0_avg is not None:
+            out["embedding0_avg"] = self._E0_avg.numpy()
+        return out
 
     def _restore(self, config, arrays):
         import torch
 
         hist, epoch = config.pop("history", []), config.pop("epoch", 0)
+        ema_steps = config.pop("ema_steps", 0)
         self._reinit(config)
-        self.history, self.epoch = hist, epoch
+        self.history, self.epoch, self._avg_steps = hist, epoch, ema_steps
         for k in ("embedding0", "user_emb", "item_emb"):
             if k not in arrays:
                 from ._base import ModelError
@@ -266,6 +294,8 @@ class LightGCN(Recommender):
             raise ModelError(f"LightGCN.load: embedding0 has shape {E0.shape}, expected "
                              f"({self.n_users + self.n_items}, {self.dim})")
         self._E0 = torch.nn.Parameter(torch.from_numpy(np.array(E0)))
+        if "embedding0_avg" in arrays:
+            self._E0_avg = torch.from_numpy(np.array(arrays["embedding0_avg"]))
         self._user_emb = np.ascontiguousarray(arrays["user_emb"])
         self._item_emb = np.ascontiguousarray(arrays["item_emb"])
 
