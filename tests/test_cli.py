@@ -47,9 +47,10 @@ def test_train_evaluate_recommend(tmp_path, data_dir, capsys):
     out = str(tmp_path / "m")
     assert main(["train", "--data", data_dir, "--model", "lightgcn", "--out", out,
                  "--epochs", "2", "--dim", "8", "--no-progress", "--batch-size", "64",
-                 "--sampling", "users"]) == 0
+                 "--sampling", "users", "--ema", "0.99"]) == 0
     assert os.path.isfile(os.path.join(out, "model.json"))
-    assert json.load(open(os.path.join(out, "model.json")))["config"]["sampling"] == "users"
+    config = json.load(open(os.path.join(out, "model.json")))["config"]
+    assert config["sampling"] == "users" and config["ema"] == 0.99
     assert main(["evaluate", "--model", out, "--data", data_dir, "-k", "5", "20"]) == 0
     text = capsys.readouterr().out
     assert "recall@5" in text and "ndcg@20" in text

@@ -188,7 +188,8 @@ def _cmd_train(args) -> int:
         print(f"GraphFilter fitted in {model.fit_time:.2f} s")
     else:
         model = LightGCN(dim=args.dim, layers=args.layers, lr=args.lr, reg=args.reg,
-                         batch_size=args.batch_size, sampling=args.sampling, seed=args.seed)
+                         batch_size=args.batch_size, sampling=args.sampling, ema=args.ema,
+                         seed=args.seed)
         valid = args.valid_fraction if args.valid_fraction else None
         model.fit(ds, epochs=args.epochs, valid=valid, eval_every=args.eval_every,
                   patience=args.patience, progress=not args.no_progress, test=ds.test,
@@ -379,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LightGCN: an epoch's BPR triples: every training pair once (pairs) or "
                         "users drawn uniformly, one of their items each (users, as the LightGCN "
                         "paper's code)")
+    s.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="LightGCN: evaluate, recommend with and save a moving average of the "
+                        "weights with this decay, e.g. 0.998 (0 = off)")
     s.add_argument("--eval-every", type=int, default=5,
                    help="LightGCN: evaluate every N epochs (validation and test)")
     s.add_argument("--valid-fraction", type=float, default=0.0, metavar="F",
