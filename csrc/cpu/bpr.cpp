@@ -4,8 +4,9 @@
 // float64 dot product each. bpr_backward first counting-sorts the 3B triple
 // slots by destination row (serial, O(B + rows), in triple order), then runs
 // parallel_rows over that row list: each touched destination row is summed in
-// float64 by one thread and written once; untouched rows are not written. No atomics, no
-// per-thread copies of the tables, and the same bits for any thread count.
+// float64 by one thread and written once; untouched rows are not written. No
+// atomics, no per-thread copies of the tables, the same bits for any thread
+// count.
 #include "hopkit/bpr.h"
 
 #include <vector>
