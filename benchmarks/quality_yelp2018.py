@@ -119,20 +119,28 @@ def run_speed(ds, args):
     g = torch.Generator().manual_seed(0)
     E0 = torch.randn(N, 64, generator=g) * 0.1
 
-    def make_step(propagate):
+    def gathered_loss(E, emb, u, p, n):  # PyG / LightGCN-PyTorch style
+        u, p, n = (torch.from_numpy(a) for a in (u, p, n))
+        eu, ep, en = E[u], E[p], E[n]
+        loss = F.softplus((eu * en).sum(1) - (eu * ep).sum(1)).mean()
+        return loss + 1e-4 * 0.5 * (emb[u].pow(2).sum() + emb[p].pow(2).sum()
+                                    + emb[n].pow(2).sum()) / len(u)
+
+    def fused_loss(E, emb, u, p, n):  # as hopkit.models.LightGCN.train_step
+        count = np.bincount(np.concatenate([u, p, n]), minlength=N)
+        rows = np.flatnonzero(count)
+        w = torch.from_numpy(count[rows].astype(np.float32))
+        sq = emb.index_select(0, torch.from_numpy(rows)).pow(2).sum(1)
+        return hopkit.bpr_loss(E, E, u, p, n) + 1e-4 * 0.5 * (w * sq).sum() / len(u)
+
+    def make_step(propagate, bpr):
         emb = torch.nn.Parameter(E0.clone())
         opt = torch.optim.Adam([emb], lr=1e-3)
 
         def step(b):
             sl = slice(b * bs, (b + 1) * bs)
-            u = torch.from_numpy(users[sl])
-            p = torch.from_numpy(pos[sl]) + U
-            n = torch.from_numpy(neg[sl]) + U
-            E = propagate(emb)
-            eu, ep, en = E[u], E[p], E[n]
-            loss = F.softplus((eu * en).sum(1) - (eu * ep).sum(1)).mean()
-            loss = loss + 1e-4 * 0.5 * (emb[u].pow(2).sum() + emb[p].pow(2).sum()
-                                        + emb[n].pow(2).sum()) / len(u)
+            u, p, n = users[sl].astype(np.int64), pos[sl] + U, neg[sl] + U
+            loss = bpr(propagate(emb), emb, u, p, n)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -164,8 +172,10 @@ def run_speed(ds, args):
         a, b, c = hop(E0), pyg_shipped(E0), pyg_pre(E0)
     assert torch.allclose(a, b, atol=1e-4) and torch.allclose(a, c, atol=1e-4), \
         "hopkit and PyG propagation disagree"
-    steps = {"hopkit": make_step(hop), "PyG LGConv (normalize=True, as shipped)":
-             make_step(pyg_shipped), "PyG LGConv (precomputed weights)": make_step(pyg_pre)}
+    steps = {"hopkit": make_step(hop, fused_loss),
+             "hopkit propagate + torch gathers": make_step(hop, gathered_loss),
+             "PyG LGConv (normalize=True, as shipped)": make_step(pyg_shipped, gathered_loss),
+             "PyG LGConv (precomputed weights)": make_step(pyg_pre, gathered_loss)}
     times = {k: [] for k in steps}
     losses = {k: [] for k in steps}
     for st in steps.values():  # warm-up
