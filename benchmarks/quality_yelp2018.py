@@ -2,8 +2,9 @@
 
     python benchmarks/quality_yelp2018.py gf                  # GF-CF: fit + full evaluation
     python benchmarks/quality_yelp2018.py speed --batches 20  # LightGCN epoch speed vs PyG LGConv
-    python benchmarks/quality_yelp2018.py lightgcn --batch-size 8192 --lr 5e-3 \\
-        --decay-at 40,100,200 --decay 0.3 --budget-min 112   # LightGCN test curve
+    python benchmarks/quality_yelp2018.py lightgcn --batch-size 32768 --lr 5e-3 \\
+        --decay-at 160,600,1200 --decay 0.3 --ema 0.998 --epochs 5000 \\
+        --eval-every 40 --budget-min 80                      # LightGCN test curve
 
 Data: ../shared/data/yelp2018/{train,test}.txt (the LightGCN files) relative
 to the repository root, or --data. Prints Recall@20 / NDCG@20 on all test
@@ -17,15 +18,18 @@ docs/benchmarks.md ("## recommender").
   the batch's layer-0 embeddings, Adam) written two ways, trained on the same
   BPR triples with the same batch size for a fixed number of batches, timed
   in one process, interleaved: hopkit (``hopkit.propagate`` on the
-  normalised bipartite CSR) vs PyG (``LGConv`` on ``edge_index``) in two
-  variants: as PyG's ``models.LightGCN`` ships it (``LGConv()`` normalising
-  the graph every call) and with the normalised weights precomputed
-  (``LGConv(normalize=False)`` + ``edge_weight``, PyG's fastest form). The
-  epoch time is the median batch time x batches per epoch plus sampling.
+  normalised bipartite CSR and ``hopkit.bpr_loss``, as the model trains; and
+  once with PyG's torch gathers instead of ``bpr_loss``) vs PyG (``LGConv``
+  on ``edge_index``) in two variants: as PyG's ``models.LightGCN`` ships it
+  (``LGConv()`` normalising the graph every call) and with the normalised
+  weights precomputed (``LGConv(normalize=False)`` + ``edge_weight``, PyG's
+  fastest form). The epoch time is the median batch time x batches per epoch
+  plus sampling.
 * ``lightgcn``: trains hopkit's LightGCN and prints the test curve every
   ``--eval-every`` epochs until ``--epochs`` or ``--budget-min``; ``--lr``
-  with step decays (``--decay-at``, ``--decay``), ``--reg``, ``--batch-size``
-  and ``--sampling`` set the recipe (docs/benchmarks.md records the runs).
+  with step decays (``--decay-at``, ``--decay``), ``--reg``, ``--batch-size``,
+  ``--sampling``, ``--ema`` (weight average) and ``--init-std`` set the
+  recipe (docs/benchmarks.md records the runs).
 """
 
 from __future__ import annotations
