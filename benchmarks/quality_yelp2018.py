@@ -15,7 +15,7 @@ docs/benchmarks.md ("## recommender").
   singular vectors from a randomized SVD on hopkit.spmm); wall time of fit
   and of the full evaluation.
 * ``speed``: the same LightGCN (d=64, 3 layers, mean over layers, BPR + L2 on
-  the batch's layer-0 embeddings, Adam) written two ways, trained on the same
+  the batch's layer-0 embeddings, Adam) written several ways, trained on the same
   BPR triples with the same batch size for a fixed number of batches, timed
   in one process, interleaved: hopkit (``hopkit.propagate`` on the
   normalised bipartite CSR and ``hopkit.bpr_loss``, as the model trains; and
