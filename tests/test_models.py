@@ -82,6 +82,19 @@ def test_lightgcn_ema(small, tmp_path):
             LightGCN(ema=bad)
 
 
+def test_batch_l2_counts_repeated_rows():
+    from hopkit.models.lightgcn import batch_l2
+
+    E0 = torch.randn(30, 4, dtype=torch.float32, requires_grad=True)
+    ids = [np.array([3, 3, 7]), np.array([7, 0, 29]), np.array([3, 11, 11])]
+    want = 0.5 * E0[np.concatenate(ids)].pow(2).sum()
+    got = batch_l2(E0, *ids)
+    torch.testing.assert_close(got, want)
+    (g,) = torch.autograd.grad(got, E0)
+    (h,) = torch.autograd.grad(want, E0)
+    torch.testing.assert_close(g, h)
+
+
 def test_lightgcn_init_std(small, tmp_path):
     m = LightGCN(dim=16, batch_size=4096, init_std=0.01, seed=0).fit(small, epochs=0,
                                                                       progress=False)

@@ -127,13 +127,7 @@ class LightGCN(Recommender):
         # rows forward or backward (docs/bpr.md; 1.7-6x faster than
         # index_select + softplus at batch 8192-65536, docs/benchmarks.md).
         loss = hopkit.bpr_loss(E, E, u, p, n)
-        # L2 on the batch's layer-0 rows, as sum_r count_r ||E0_r||^2: each
-        # distinct row is gathered once, however often the batch repeats it.
-        count = np.bincount(np.concatenate([u, p, n]), minlength=E.shape[0])
-        rows = np.flatnonzero(count)
-        w = torch.from_numpy(count[rows].astype(np.float32))
-        sq = self._E0.index_select(0, torch.from_numpy(rows)).pow(2).sum(1)
-        loss = loss + self.reg * 0.5 * (w * sq).sum() / len(u)
+        loss = loss + self.reg * batch_l2(self._E0, u, p, n) / len(u)
         t2 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -298,6 +292,18 @@ class LightGCN(Recommender):
             self._E0_avg = torch.from_numpy(np.array(arrays["embedding0_avg"]))
         self._user_emb = np.ascontiguousarray(arrays["user_emb"])
         self._item_emb = np.ascontiguousarray(arrays["item_emb"])
+
+
+def batch_l2(E0, *ids):
+    """1/2 sum over all ``ids`` of ||E0[id]||^2 (a torch scalar), computed as
+    1/2 sum_r count_r ||E0_r||^2: each distinct row is gathered once, however
+    often the batch repeats it."""
+    import torch
+
+    count = np.bincount(np.concatenate(ids), minlength=E0.shape[0])
+    rows = np.flatnonzero(count)
+    w = torch.from_numpy(count[rows].astype(np.float32))
+    return 0.5 * (w * E0.index_select(0, torch.from_numpy(rows)).pow(2).sum(1)).sum()
 
 
 def _adam(param, lr):
