@@ -35,6 +35,23 @@ def to_numpy(x):
     return x
 
 
+def check_ids(op, name, a, n, of):
+    """a must be a 1-D integer array (or tensor) with values in [0, n), the
+    rows of ``of``; returns it as a NumPy array (dtype unchanged)."""
+    a = to_numpy(a)
+    if not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{op}: {name} must have an integer dtype, got {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{op}: {name} must be 1-D, got shape {a.shape}")
+    if a.size and (a.min() < 0 or a.max() >= n):
+        b = int(np.flatnonzero((a < 0) | (a >= n))[0])
+        raise ValueError(f"{op}: {name} must lie in [0, {n}) (rows of {of}); {name}[{b}] = "
+                         f"{a[b]}")
+    return a
+
+
 def check_dense(op, name, X, rows=None, dtype=None):
     """X must be a 2-D float32/float64 array (non-contiguous input is copied)."""
     a = to_numpy(X)

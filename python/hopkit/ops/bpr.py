@@ -8,22 +8,7 @@ from .. import _backend
 from .._torch import is_tensor
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
-from ._common import to_numpy as _to_numpy
-
-
-def _ids(op, name, a, n, table):
-    a = _to_numpy(a)
-    if not isinstance(a, np.ndarray):
-        a = np.asarray(a)
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{op}: {name} must have an integer dtype, got {a.dtype}")
-    if a.ndim != 1:
-        raise ValueError(f"{op}: {name} must be 1-D, got shape {a.shape}")
-    if a.size and (a.min() < 0 or a.max() >= n):
-        b = int(np.flatnonzero((a < 0) | (a >= n))[0])
-        raise ValueError(f"{op}: {name} must lie in [0, {n}) (rows of {table}); "
-                         f"{name}[{b}] = {a[b]}")
-    return a
+from ._common import check_ids as _check_ids
 
 
 def bpr_inputs(op, user_emb, item_emb, users, pos, neg):
@@ -36,9 +21,9 @@ def bpr_inputs(op, user_emb, item_emb, users, pos, neg):
     if Vn.shape[1] != Un.shape[1]:
         raise ValueError(f"{op}: item_emb must have the {Un.shape[1]} columns of user_emb, "
                          f"got shape {Vn.shape}")
-    u = _ids(op, "users", users, Un.shape[0], "user_emb")
-    p = _ids(op, "pos", pos, Vn.shape[0], "item_emb")
-    n = _ids(op, "neg", neg, Vn.shape[0], "item_emb")
+    u = _check_ids(op, "users", users, Un.shape[0], "user_emb")
+    p = _check_ids(op, "pos", pos, Vn.shape[0], "item_emb")
+    n = _check_ids(op, "neg", neg, Vn.shape[0], "item_emb")
     if not u.shape == p.shape == n.shape:
         raise ValueError(f"{op}: users, pos and neg must have one length, got {u.shape[0]}, "
                          f"{p.shape[0]} and {n.shape[0]}")

@@ -8,7 +8,7 @@ from .. import _backend
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
 from ._common import check_device as _check_device
-from ._common import to_numpy as _to_numpy
+from ._common import check_ids as _check_ids
 
 
 def _check_rows_sorted(op, R: CSR):
@@ -57,20 +57,10 @@ def sample_negatives(R, users, n_neg=1, seed=0, backend=None):
     op = "sample_negatives"
     R = as_csr(R, op)
     _check_device(op, users=users)
-    u = _to_numpy(users)
-    if not isinstance(u, np.ndarray):
-        u = np.asarray(u)
-    if u.dtype.kind not in "iu":
-        raise TypeError(f"{op}: users must have an integer dtype, got {u.dtype}")
-    if u.ndim != 1:
-        raise ValueError(f"{op}: users must be 1-D, got shape {u.shape}")
+    u = _check_ids(op, "users", users, R.n_rows, "R")
     if u.dtype not in (np.int32, np.int64):
         u = u.astype(np.int64)
     u = np.ascontiguousarray(u)
-    if u.size and (u.min() < 0 or u.max() >= R.n_rows):
-        b = int(np.flatnonzero((u < 0) | (u >= R.n_rows))[0])
-        raise ValueError(f"{op}: users must lie in [0, {R.n_rows}) (rows of R); users[{b}] = "
-                         f"{u[b]}")
     if isinstance(n_neg, bool) or not isinstance(n_neg, (int, np.integer)) or n_neg < 0:
         raise ValueError(f"{op}: n_neg must be an integer >= 0, got {n_neg!r}")
     if R.n_cols >= 2**32:
