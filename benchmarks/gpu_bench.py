@@ -33,6 +33,7 @@ import json
 import platform
 import statistics
 import sys
+import traceback
 
 import hopkit
 import numpy as np
@@ -46,9 +47,11 @@ RESULTS = []
 DEVICE = {"type": "cuda"}
 
 
-def cuda_time(fn, repeats=20, warmup=3):
-    """Median milliseconds of fn() on the current stream, by CUDA events
-    (wall time for a --device cpu dry run)."""
+def cuda_time(fn, repeats=20, warmup=3, inner=1):
+    """Median milliseconds per fn() on the current stream, by CUDA events
+    around `inner` back-to-back calls (inner > 1 lets the host queue the next
+    call while the device runs this one, as a training loop does); wall time
+    for a --device cpu dry run."""
     if DEVICE["type"] != "cuda":
         return wall_time(fn, repeats=min(repeats, 3), warmup=1)
     for _ in range(warmup):
@@ -58,11 +61,37 @@ def cuda_time(fn, repeats=20, warmup=3):
     for _ in range(repeats):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
-        fn()
+        for _ in range(inner):
+            fn()
         b.record()
         b.synchronize()
-        times.append(a.elapsed_time(b))
+        times.append(a.elapsed_time(b) / inner)
     return statistics.median(times)
+
+
+def graph_time(fn, repeats=20):
+    """Median milliseconds of one replay of fn() captured as a CUDA graph: the
+    device time alone, with no host launch overhead. None when fn cannot be
+    captured (or on a CPU dry run)."""
+    if DEVICE["type"] != "cuda":
+        return None
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            fn()
+    except Exception as e:  # noqa: BLE001 - a peer that cannot be captured is reported as such
+        print(f"  (graph capture failed: {str(e).splitlines()[0][:100]})", file=sys.stderr)
+        torch.cuda.synchronize()
+        return None
+    ms = cuda_time(g.replay, repeats=repeats, warmup=2)
+    del g
+    return ms
 
 
 def wall_time(fn, repeats=5, warmup=1):
@@ -138,7 +167,7 @@ def check(group, case, impl, got, want, rtol, atol):
 
 
 # ---------------------------------------------------------------- spmm
-def bench_spmm(gname, A, dev, bw):
+def bench_spmm(gname, A, dev, bw, sweep=False):
     F = 64
     dtypes = [(torch.float32, 1e-4)] + ([(torch.bfloat16, 3e-2)] if dev.type == "cuda" else [])
     for dtype, tol in dtypes:
@@ -154,15 +183,43 @@ def bench_spmm(gname, A, dev, bw):
         want = Yt if Yt is not None else torch.sparse.mm(At.float(), X.float())
         if not check("spmm", case, "hopkit", Y, want, tol, tol):
             continue
-        t_peer = None if Yt is None else cuda_time(lambda: torch.sparse.mm(At, X))  # noqa: B023
-        t = cuda_time(lambda: hopkit.spmm(A, X))  # noqa: B023
         es = X.element_size()
-        nbytes = (A.n_rows + 1) * 8 + A.nnz * (4 + es) + (A.n_cols + A.n_rows) * F * es
-        add("spmm", case, "hopkit", t, GBps=nbytes / (t * 1e-3) / 1e9,
-            frac_copy_bw=nbytes / (t * 1e-3) / bw)
-        if t_peer is not None:
-            add("spmm", case, "torch.sparse.mm", t_peer, GBps=nbytes / (t_peer * 1e-3) / 1e9,
-                frac_copy_bw=nbytes / (t_peer * 1e-3) / bw)
+        # The issue's byte model: indptr + indices + values once, one X row per
+        # nonzero, Y once. Compulsory: the same with X read once.
+        structure = (A.n_rows + 1) * 8 + A.nnz * (4 + es) + A.n_rows * F * es
+        model = {"issue": structure + A.nnz * F * es, "compulsory": structure + A.n_cols * F * es}
+
+        def fracs(ms, model=model):
+            return {f"frac_bw_{k}": v / (ms * 1e-3) / bw for k, v in model.items()}
+
+        impls = [("hopkit", lambda: hopkit.spmm(A, X))]  # noqa: B023
+        if Yt is not None:
+            impls.append(("torch.sparse.mm", lambda: torch.sparse.mm(At, X)))  # noqa: B023
+        for impl, fn in impls:
+            t = cuda_time(fn, inner=10)
+            g = graph_time(fn)
+            add("spmm", case, impl, t, graph_ms=g, **fracs(t),
+                **({} if g is None else {"graph_" + k: v for k, v in fracs(g).items()}))
+        if dtype == torch.float32 and sweep:
+            _seg_len_sweep(gname, A, X, fracs)
+
+
+def _seg_len_sweep(gname, A, X, fracs):
+    """hopkit spmm with other row-segment lengths (device CSR plan rebuilt)."""
+    from hopkit.ops import _cuda as cu
+
+    keep = cu.SEG_LEN
+    try:
+        for seg in (32, 64, 128, 256, 1024):
+            cu.SEG_LEN = seg
+            A._cache.pop(("cuda", X.device.index), None)
+            hopkit.spmm(A, X)
+            t = cuda_time(lambda: hopkit.spmm(A, X), inner=10)  # noqa: B023
+            add("spmm-seg_len", f"{gname} sum F={X.shape[1]} float32", f"seg_len={seg}", t,
+                **fracs(t))
+    finally:
+        cu.SEG_LEN = keep
+        A._cache.pop(("cuda", X.device.index), None)
 
 
 # ---------------------------------------------------------------- propagate
@@ -180,6 +237,7 @@ def _hopkit_propagate(A, x, layers):
 def bench_propagate(gname, A, dev):
     layers, F = 3, 64
     case = f"{gname} {layers} layers fwd+bwd F={F}"
+    fcase = f"{gname} {layers} layers forward F={F}"
     x0 = torch.randn(A.n_rows, F, device=dev)
     try:
         from torch_geometric.nn import LGConv
@@ -188,9 +246,12 @@ def bench_propagate(gname, A, dev):
     ei = torch.from_numpy(A.to_edge_index()).to(dev)
     w = torch.from_numpy(np.array(A.values)).to(dev)
 
+    def hop_fwd(x):
+        return _hopkit_propagate(A, x, layers)[0]
+
     def hop():
         x = x0.detach().requires_grad_()
-        out, _ = _hopkit_propagate(A, x, layers)
+        out = hop_fwd(x)
         out.square().sum().backward()
         return out, x.grad
 
@@ -198,13 +259,16 @@ def bench_propagate(gname, A, dev):
     if LGConv is not None:
         conv = LGConv(normalize=False).to(dev)
 
-        def pyg():
-            x = x0.detach().requires_grad_()
+        def pyg_fwd(x):
             h, acc = x, x
             for _ in range(layers):
                 h = conv(h, ei, w)
                 acc = acc + h
-            out = acc / (layers + 1)
+            return acc / (layers + 1)
+
+        def pyg():
+            x = x0.detach().requires_grad_()
+            out = pyg_fwd(x)
             out.square().sum().backward()
             return out, x.grad
 
@@ -212,10 +276,16 @@ def bench_propagate(gname, A, dev):
         if not (check("propagate", case, "hopkit", o1, o2, 1e-4, 1e-4)
                 and check("propagate", case, "hopkit (grad)", g1, g2, 1e-3, 1e-3)):
             return
-        add("propagate", case, "PyG LGConv x3", cuda_time(pyg, repeats=10))
+        add("propagate", case, "PyG LGConv x3", cuda_time(pyg, repeats=10, inner=3))
+        with torch.no_grad():
+            add("propagate", fcase, "PyG LGConv x3", cuda_time(lambda: pyg_fwd(x0), inner=3))
     else:
         na("propagate", case, "PyG LGConv x3", "torch_geometric not installed")
-    add("propagate", case, "hopkit", cuda_time(hop, repeats=10), via=impl)
+    add("propagate", case, "hopkit", cuda_time(hop, repeats=10, inner=3), via=impl,
+        graph_ms=graph_time(hop))
+    with torch.no_grad():
+        add("propagate", fcase, "hopkit", cuda_time(lambda: hop_fwd(x0), inner=3), via=impl,
+            graph_ms=graph_time(lambda: hop_fwd(x0)))
 
 
 # ---------------------------------------------------------------- attention
@@ -275,9 +345,16 @@ def bench_topk(gname, R, dev, sgemm, bf16):
             out[b0:b1] = torch.topk(S, k, dim=1).indices
         return out
 
+    def scores_only():  # the peer's matrix products alone: its floor
+        for b0 in range(0, U, batch):
+            users[b0:b0 + batch] @ items.T
+
     flops = 2.0 * U * n_items * F
     t_peer = cuda_time(peer, repeats=5)
     add("topk", case, "torch mm+mask+topk", t_peer, frac_sgemm=flops / (t_peer * 1e-3) / sgemm)
+    t_mm = cuda_time(scores_only, repeats=5)
+    add("topk", case, "torch mm alone (no mask, no select)", t_mm,
+        frac_sgemm=flops / (t_mm * 1e-3) / sgemm)
     try:
         import faiss  # noqa: F401
 
@@ -314,6 +391,8 @@ def main(argv=None):
     ap.add_argument("--out", default="gpu_bench.json")
     ap.add_argument("--quick", action="store_true", help="Gowalla size only")
     ap.add_argument("--tiny", action="store_true", help="a tiny graph (for --device cpu)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="also time spmm with other row-segment lengths")
     ap.add_argument("--device", default="cuda",
                     help="cuda (default), or cpu for a dry run of the script's logic")
     args = ap.parse_args(argv)
@@ -336,10 +415,19 @@ def main(argv=None):
     for gname, R in graphs(args.quick, args.tiny):
         A = hopkit.bipartite_adjacency(R)  # symmetric normalised (U+I) adjacency, float32
         print(f"{gname}: {R.shape[0]} users, {R.shape[1]} items, adjacency nnz {A.nnz}")
-        bench_spmm(gname, A, dev, bw)
-        bench_propagate(gname, A, dev)
-        bench_attention(gname, A, dev)
-        bench_topk(gname, R, dev, sgemm, bf16)
+        groups = [("spmm", lambda: bench_spmm(gname, A, dev, bw, args.sweep)),  # noqa: B023
+                  ("propagate", lambda: bench_propagate(gname, A, dev)),  # noqa: B023
+                  ("attention", lambda: bench_attention(gname, A, dev)),  # noqa: B023
+                  ("topk", lambda: bench_topk(gname, R, dev, sgemm, bf16))]  # noqa: B023
+        for group, run in groups:
+            print(f"  {group} ...", flush=True)
+            try:  # one failing group is reported and the others still run
+                run()
+            except Exception as e:  # noqa: BLE001
+                traceback.print_exc()
+                na(group, gname, "hopkit", f"ERROR: {type(e).__name__}: {str(e)[:150]}")
+                if DEVICE["type"] == "cuda":
+                    torch.cuda.synchronize()
     report(RESULTS)
     with open(args.out, "w") as f:
         json.dump({"device": name, "torch": torch.__version__, "copy_bandwidth_GBps": bw / 1e9,
