@@ -200,14 +200,16 @@ def bench_spmm(gname, A, dev, bw, sweep=False):
             g = graph_time(fn)
             add("spmm", case, impl, t, graph_ms=g, **fracs(t),
                 **({} if g is None else {"graph_" + k: v for k, v in fracs(g).items()}))
-        if dtype == torch.float32 and sweep:
+        if sweep:
             _seg_len_sweep(gname, A, X, fracs)
 
 
 def _seg_len_sweep(gname, A, X, fracs):
-    """hopkit spmm with other row-segment lengths (device CSR plan rebuilt)."""
+    """hopkit spmm with other row-segment lengths (device CSR plan rebuilt)
+    and other unrolls (edges in flight per lane group)."""
     from hopkit.ops import _cuda as cu
 
+    case = f"{gname} sum F={X.shape[1]} {str(X.dtype).split('.')[-1]}"
     keep = cu.SEG_LEN
     try:
         for seg in (32, 64, 128, 256, 1024):
@@ -215,11 +217,21 @@ def _seg_len_sweep(gname, A, X, fracs):
             A._cache.pop(("cuda", X.device.index), None)
             hopkit.spmm(A, X)
             t = cuda_time(lambda: hopkit.spmm(A, X), inner=10)  # noqa: B023
-            add("spmm-seg_len", f"{gname} sum F={X.shape[1]} float32", f"seg_len={seg}", t,
-                **fracs(t))
+            add("spmm-seg_len", case, f"seg_len={seg}", t, **fracs(t))
     finally:
         cu.SEG_LEN = keep
         A._cache.pop(("cuda", X.device.index), None)
+    mod = hopkit._backend.cuda_module()
+    if mod is None or DEVICE["type"] != "cuda":
+        return
+    keep = mod.spmm_unroll()
+    try:
+        for u in (1, 2, 4, 8):
+            mod.set_spmm_unroll(u)
+            t = cuda_time(lambda: hopkit.spmm(A, X), inner=10)
+            add("spmm-unroll", case, f"unroll={u}", t, **fracs(t))
+    finally:
+        mod.set_spmm_unroll(keep)
 
 
 # ---------------------------------------------------------------- propagate
@@ -324,7 +336,7 @@ def bench_attention(gname, A, dev):
 
 
 # ---------------------------------------------------------------- top-k
-def bench_topk(gname, R, dev, sgemm, bf16):
+def bench_topk(gname, R, dev, sgemm, bf16, sweep=False):
     k, F = 20, 64
     case = f"{gname} all-user top-{k} F={F} with exclusion"
     U, n_items = R.shape
@@ -384,6 +396,17 @@ def bench_topk(gname, R, dev, sgemm, bf16):
     t = cuda_time(lambda: hopkit.topk(users, items, k, exclude=R), repeats=5)
     add("topk", case, "hopkit", t, frac_sgemm=flops / (t * 1e-3) / sgemm,
         frac_bf16_gemm=flops / (t * 1e-3) / bf16)
+    if sweep:  # scores per query tile
+        from hopkit.ops import _cuda as cu
+
+        keep = cu.TOPK_TILE_SCORES
+        try:
+            for tile in (1 << 22, 1 << 24, 1 << 25, 1 << 27):
+                cu.TOPK_TILE_SCORES = tile
+                t = cuda_time(lambda: hopkit.topk(users, items, k, exclude=R), repeats=5)
+                add("topk-tile", case, f"tile={tile >> 20}M scores", t)
+        finally:
+            cu.TOPK_TILE_SCORES = keep
 
 
 def main(argv=None):
@@ -392,7 +415,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="Gowalla size only")
     ap.add_argument("--tiny", action="store_true", help="a tiny graph (for --device cpu)")
     ap.add_argument("--sweep", action="store_true",
-                    help="also time spmm with other row-segment lengths")
+                    help="also time spmm with other row-segment lengths and unrolls, and "
+                         "topk with other tile sizes (first graph only)")
     ap.add_argument("--device", default="cuda",
                     help="cuda (default), or cpu for a dry run of the script's logic")
     args = ap.parse_args(argv)
@@ -412,13 +436,14 @@ def main(argv=None):
     print(f"device: {name}; torch {torch.__version__}; python {platform.python_version()}")
     print(f"measured D2D copy bandwidth {bw / 1e9:.0f} GB/s, sgemm {sgemm / 1e12:.1f} TFLOP/s, "
           f"bf16 GEMM {bf16 / 1e12:.1f} TFLOP/s")
-    for gname, R in graphs(args.quick, args.tiny):
+    for gi, (gname, R) in enumerate(graphs(args.quick, args.tiny)):
         A = hopkit.bipartite_adjacency(R)  # symmetric normalised (U+I) adjacency, float32
         print(f"{gname}: {R.shape[0]} users, {R.shape[1]} items, adjacency nnz {A.nnz}")
-        groups = [("spmm", lambda: bench_spmm(gname, A, dev, bw, args.sweep)),  # noqa: B023
+        sweep = args.sweep and gi == 0  # tuning sweeps on the first graph only
+        groups = [("spmm", lambda: bench_spmm(gname, A, dev, bw, sweep)),  # noqa: B023
                   ("propagate", lambda: bench_propagate(gname, A, dev)),  # noqa: B023
                   ("attention", lambda: bench_attention(gname, A, dev)),  # noqa: B023
-                  ("topk", lambda: bench_topk(gname, R, dev, sgemm, bf16))]  # noqa: B023
+                  ("topk", lambda: bench_topk(gname, R, dev, sgemm, bf16, sweep))]  # noqa: B023
         for group, run in groups:
             print(f"  {group} ...", flush=True)
             try:  # one failing group is reported and the others still run

@@ -5,6 +5,11 @@
 # leaves the others' output.
 #
 #   bash benchmarks/gpu_run.sh [--quick]      (--quick: Gowalla size only)
+#
+# Environment: HOPKIT_CUDA_ARCHITECTURES (default 80;90; 90 alone builds
+# faster on an H100/H200), PROFILE=1 adds an Nsight Compute profile of the
+# spmm and top-k kernels (benchmarks/gpu_profile.py) to $OUT/ncu.txt,
+# BENCH_TIMEOUT (seconds, default 300).
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -33,5 +38,13 @@ stamp bench
 timeout ${BENCH_TIMEOUT:-300} $PY benchmarks/gpu_bench.py --sweep --out "$OUT/gpu_bench.json" "$@" \
   > "$OUT/bench.log" 2> "$OUT/bench.err"
 echo "gpu_bench exit $?"; tail -30 "$OUT/bench.err" | grep -v Warning
+if [ -n "${PROFILE:-}" ] && command -v ncu > /dev/null; then
+  stamp profile
+  timeout 150 ncu --clock-control none --profile-from-start off \
+    -k 'regex:spmm|csr|SpMM|Spmm|topk_select' --section SpeedOfLight \
+    --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
+    --section LaunchStats $PY benchmarks/gpu_profile.py > "$OUT/ncu.txt" 2>&1
+  echo "ncu exit $?"
+fi
 stamp done
 cat "$OUT/bench.log"

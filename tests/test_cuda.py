@@ -3,6 +3,7 @@ accumulation), gradcheck on the GPU in float64, device errors. Tests that need
 a GPU take the `cuda` fixture and skip when there is none; the build checks
 and the segment plan run everywhere."""
 
+import os
 import shutil
 
 import hopkit
@@ -42,7 +43,8 @@ def test_cuda_module_built_when_nvcc_present():
     mod = _backend.cuda_module()
     assert mod is not None, "hopkit._cuda was built but does not import"
     assert mod.device_count() >= 0
-    assert "80" in mod.architectures and "90" in mod.architectures
+    want = os.environ.get("HOPKIT_CUDA_ARCHITECTURES", "80;90")
+    assert mod.architectures.split(",") == want.replace(",", ";").split(";")
 
 
 @pytest.mark.parametrize("seg_len", [1, 3, 128])
@@ -193,7 +195,9 @@ def test_backward_matches_cpu(cuda, rng):
         xs = [X.clone().requires_grad_(), X.to(cuda).requires_grad_()]
         for x in xs:
             (hopkit.spmm(A, x, reduce) ** 2).sum().backward()
-        torch.testing.assert_close(xs[1].grad.cpu(), xs[0].grad, rtol=1e-4, atol=1e-4)
+        # float32 sums of large terms cancel: compare on the gradient's scale
+        scale = xs[0].grad.abs().max().item()
+        torch.testing.assert_close(xs[1].grad.cpu(), xs[0].grad, rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_device_errors(cuda, rng):
@@ -210,7 +214,7 @@ def test_device_errors(cuda, rng):
     with pytest.raises(TypeError, match="spmm: X must be float32, float64, float16 or bfloat16"):
         hopkit.spmm(A, torch.ones(90, 8, dtype=torch.int32, device=cuda))
     with pytest.raises(TypeError, match="spmm: edge_weight must have the dtype of the features"):
-        hopkit.spmm(A, X, torch.ones(A.nnz, dtype=torch.float64, device=cuda))
+        hopkit.spmm(A, X, edge_weight=torch.ones(A.nnz, dtype=torch.float64, device=cuda))
     if torch.cuda.device_count() > 1:
         other = torch.randn(90, 8, device="cuda:1")
         with pytest.raises(TypeError, match="but the current CUDA device is"):
@@ -319,6 +323,36 @@ def test_topk_identical_to_cpu(cuda, rng, dtype, k):
                                    **kw)
         s_gpu, i_gpu = hopkit.topk(Ut, Itt, k, **kw)
         assert s_gpu.device == cuda and i_gpu.dtype == torch.int64 and s_gpu.dtype == dtype
+        np.testing.assert_array_equal(i_gpu.cpu().numpy(), i_cpu)
+        np.testing.assert_array_equal(s_gpu.cpu().numpy(), s_cpu)
+
+
+def _exclusion_csr(rng, n_rows, n_items, sizes):
+    rows = [np.sort(rng.choice(n_items, size, replace=False)) for size in sizes]
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    return hopkit.CSR(indptr, np.concatenate(rows).astype(np.int64), None, (n_rows, n_items))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 20, 256])
+def test_topk_long_rows_identical_to_cpu(cuda, rng, monkeypatch, dtype, k):
+    """Rows of several rounds (threshold seeding, buffer merges), exclusion rows
+    too long to stage in shared memory, a query whose scores ascend with the
+    item index (every round beats the threshold), and several score tiles."""
+    n_q, n_items = 20, 9000
+    monkeypatch.setattr(cu, "TOPK_TILE_SCORES", 3 * n_items)  # 3 queries per tile: 7 tiles
+    U = rng.integers(-3, 4, (n_q, 8)).astype(np.float64)
+    It = rng.integers(-3, 4, (n_items, 8)).astype(np.float64)
+    It[:, 0] = np.arange(n_items) * 2.0**-10  # exact in float32: every score is exact
+    U[0] = 0.0
+    U[0, 0] = 1.0  # query 0: ascending scores
+    sizes = [2500, 3000, 2048, 2049, 0] + list(rng.integers(0, 50, n_q - 5))
+    ex = _exclusion_csr(rng, n_q, n_items, sizes)
+    npdt = np.float32 if dtype == torch.float32 else np.float64
+    Ut, Itt = torch.from_numpy(U).to(cuda, dtype), torch.from_numpy(It).to(cuda, dtype)
+    for kw in ({}, {"exclude": ex}):
+        s_cpu, i_cpu = hopkit.topk(U.astype(npdt), It.astype(npdt), k, **kw)
+        s_gpu, i_gpu = hopkit.topk(Ut, Itt, k, **kw)
         np.testing.assert_array_equal(i_gpu.cpu().numpy(), i_cpu)
         np.testing.assert_array_equal(s_gpu.cpu().numpy(), s_cpu)
 

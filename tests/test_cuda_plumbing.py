@@ -6,6 +6,7 @@ reference semantics of each kernel contract. This checks argument order,
 shapes, dtypes, allocation, caching and autograd wiring of every wrapper; the
 CUDA kernels themselves are tested by tests/test_cuda.py on a GPU."""
 
+import contextlib
 import ctypes
 
 import hopkit
@@ -206,7 +207,31 @@ def fake(monkeypatch):
     monkeypatch.setattr(cu, "route", route)
     monkeypatch.setattr(cu, "_mod", lambda: f)
     monkeypatch.setattr(cu, "_stream", lambda device: 0)
+    monkeypatch.setattr(cu, "_Pipeline", SerialPipeline)
     return f
+
+
+class SerialPipeline:
+    """cu._Pipeline for CPU tensors: one implicit stream, the same call order."""
+
+    def __init__(self, device):
+        self.marks = 0
+
+    def hand_over(self, S):
+        pass
+
+    def on_side(self):
+        return contextlib.nullcontext()
+
+    def mark(self):
+        self.marks += 1
+        return self.marks
+
+    def wait(self, event):
+        assert 0 < event <= self.marks
+
+    def join(self):
+        pass
 
 
 def _fresh(A):
@@ -299,8 +324,11 @@ def test_attention_wrapper(fake, rng, score):
         hopkit.attention_aggregate(A, *[t.detach().half() for t in ts], heads, score)
 
 
+@pytest.mark.parametrize("tile", [None, 350 * 4])  # 350 * 4: 4 queries per score tile
 @pytest.mark.parametrize("k", [0, 5, 300])
-def test_topk_wrapper(fake, rng, k):
+def test_topk_wrapper(fake, rng, monkeypatch, k, tile):
+    if tile:
+        monkeypatch.setattr(cu, "TOPK_TILE_SCORES", tile)
     U = rng.integers(-2, 3, (30, 4)).astype(np.float32)
     It = rng.integers(-2, 3, (350, 4)).astype(np.float32)
     train = power_law_graph(30, 350, 900, rng, empty=(4,))

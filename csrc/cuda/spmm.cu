@@ -61,7 +61,8 @@ __device__ __forceinline__ void epilogue(const SpmmCall& c, int64_t row, int64_t
 
 // Phase 1: one warp per (segment, feature tile); see the file comment.
 // EK: 0 no edge features (message COPY), 1 one scalar per edge, 2 a row per edge.
-template <class T, bool ARG, int VEC, int EK>
+// U: edges per group and step (loads in flight per lane).
+template <class T, bool ARG, int VEC, int EK, int U>
 __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
     spmm_segments_kernel(SpmmCall c, int lpr_log2, int64_t tiles, T* __restrict__ Y,
                          int64_t* __restrict__ arg, typename AccOf<T>::type* __restrict__ ws_val,
@@ -97,6 +98,7 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
       acc[q] = A(0);
       win[q] = -1;
     }
+    const bool need_ee = EK == 2 || c.mask;
     for (int64_t cb = start; cb < end; cb += 32) {
       const int n = int(min(int64_t(32), end - cb));
       int32_t j_l = 0;
@@ -107,34 +109,49 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
         ee_l = c.eperm ? c.eperm[cb + lane] : cb + lane;
         if constexpr (EK == 1) w_l = to_acc(E[ee_l]);
       }
-#pragma unroll 4
-      for (int k0 = 0; k0 < n; k0 += G) {
-        const int k = k0 + g;  // < 32 always: k0 <= 32 - G
-        const int32_t j = __shfl_sync(FULL_MASK, j_l, k);
-        const long long ee = __shfl_sync(FULL_MASK, ee_l, k);
-        A we = A(0);
-        if constexpr (EK == 1) we = __shfl_sync(FULL_MASK, w_l, k);
-        if (k < n && active) {
-          A x[VEC], ev[VEC], m[VEC];
-          if (msg != EDGE) load_vec<T, VEC>(X + int64_t(j) * F + f0, x);
-          if constexpr (EK == 2) load_vec<T, VEC>(E + ee * F + f0, ev);
+      // Each group takes U edges per step: all U row loads are issued before
+      // any is used, so every lane has U 16-byte gathers in flight.
+      for (int k0 = 0; k0 < n; k0 += G * U) {
+        int32_t j[U];
+        long long ee[U];
+        A we[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const int src = (k0 + u * G + g) & 31;  // edges past n are never used
+          j[u] = __shfl_sync(FULL_MASK, j_l, src);
+          ee[u] = need_ee ? __shfl_sync(FULL_MASK, ee_l, src) : 0;
+          we[u] = EK == 1 ? __shfl_sync(FULL_MASK, w_l, src) : A(0);
+        }
+        A x[U][VEC], ev[U][VEC];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          if (k0 + u * G + g < n && active) {
+            if (msg != EDGE) load_vec<T, VEC>(X + int64_t(j[u]) * F + f0, x[u]);
+            if constexpr (EK == 2) load_vec<T, VEC>(E + ee[u] * F + f0, ev[u]);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const int k = k0 + u * G + g;
+          if (!(k < n && active)) continue;
+          A m[VEC];
 #pragma unroll
           for (int q = 0; q < VEC; ++q) {
-            const A e = EK == 2 ? ev[q] : we;
-            const A xm = msg != EDGE ? x[q] : A(0);
+            const A e = EK == 2 ? ev[u][q] : we[u];
+            const A xm = msg != EDGE ? x[u][q] : A(0);
             m[q] = msg == COPY ? xm : msg == MUL ? xm * e : msg == ADD ? xm + e : e;
           }
           if (c.mask) {
-            const int64_t* mk = c.mask + int64_t(j) * F + f0;
+            const int64_t* mk = c.mask + int64_t(j[u]) * F + f0;
 #pragma unroll
             for (int q = 0; q < VEC; ++q)
-              if (mk[q] != ee) m[q] = A(0);
+              if (mk[q] != ee[u]) m[q] = A(0);
           }
           if constexpr (ARG) {
             const int32_t pos = int32_t(cb + k - row_b);
 #pragma unroll
             for (int q = 0; q < VEC; ++q) {
-              // Edges of a group arrive in CSR order: strictly better, or
+              // A group's edges arrive in CSR order: strictly better, or
               // the first non-NaN message, replaces the kept one.
               const bool better = is_max ? (m[q] > acc[q]) : (m[q] < acc[q]);
               if (better || (win[q] < 0 && m[q] == m[q])) {
@@ -274,6 +291,14 @@ void check_call(const SpmmCall& c) {
 
 }  // namespace
 
+static int g_spmm_unroll = 4;
+int spmm_unroll() { return g_spmm_unroll; }
+void set_spmm_unroll(int u) {
+  if (u != 1 && u != 2 && u != 4 && u != 8)
+    throw std::invalid_argument("hopkit._cuda.set_spmm_unroll: 1, 2, 4 or 8");
+  g_spmm_unroll = u;
+}
+
 void spmm_forward(const SpmmCall& c, void* Y, int64_t* arg, void* ws_val, int32_t* ws_arg,
                   void* stream) {
   check_call(c);
@@ -304,9 +329,16 @@ void spmm_forward(const SpmmCall& c, void* Y, int64_t* arg, void* ws_val, int32_
     }
     const int64_t items = c.plan.n_segs * tiles;
     auto launch = [&](auto ARGc, auto VECc, auto EKc) {
-      spmm_segments_kernel<T, bool(ARGc.value), VECc.value, EKc.value>
-          <<<grid_for(items, WARPS_PER_BLOCK), WARPS_PER_BLOCK * 32, 0, st>>>(
-              c, lpr_log2, tiles, static_cast<T*>(Y), arg, static_cast<A*>(ws_val), ws_arg);
+      auto go = [&](auto Uc) {
+        spmm_segments_kernel<T, bool(ARGc.value), VECc.value, EKc.value, Uc.value>
+            <<<grid_for(items, WARPS_PER_BLOCK), WARPS_PER_BLOCK * 32, 0, st>>>(
+                c, lpr_log2, tiles, static_cast<T*>(Y), arg, static_cast<A*>(ws_val), ws_arg);
+      };
+      const int u = spmm_unroll();
+      if (u == 1) go(IC<1>{});
+      else if (u == 2) go(IC<2>{});
+      else if (u == 8) go(IC<8>{});
+      else go(IC<4>{});
     };
     auto on_ek = [&](auto ARGc, auto VECc) {
       if (ek == 0) launch(ARGc, VECc, IC<0>{});

@@ -1,13 +1,18 @@
 // CUDA per-query top-k selection (contract in hopkit/cuda/topk.h).
 //
 // Decomposition: one 256-thread block per query. The block streams the
-// query's scores in chunks of 256 (one per thread, coalesced); a score enters
-// a shared-memory buffer only when it beats the current k-th best (score
-// descending, then smaller item index) and the item is not excluded (binary
-// search in the query's sorted exclusion row, staged in shared memory when it
-// fits). When the buffer could overflow, a block bitonic sort keeps the best
-// k and raises the threshold. The order (score, index) is total, so the final
-// list does not depend on the order in which threads appended candidates.
+// query's scores in rounds of 256 x VALS (each thread issues VALS coalesced
+// loads before it looks at any of them). A score enters a shared-memory
+// buffer only when it is at least the current threshold (score descending,
+// then smaller item index) and its item is not excluded (binary search in
+// the query's sorted exclusion row, staged in shared memory when it fits).
+// The first round seeds the threshold: the k-th best of the 256 per-thread
+// maxima is a lower bound of the k-th best overall (k threads hold a value at
+// least that good), so from the first round on only a few scores per round
+// are appended. When the next round could overflow the buffer, a block
+// bitonic sort keeps the best k and raises the threshold. The order
+// (score, index) is total, so the result does not depend on the order in
+// which threads appended.
 #include "common.cuh"
 #include "hopkit/cuda/topk.h"
 
@@ -16,58 +21,66 @@ namespace cuda {
 namespace {
 
 constexpr int THREADS = 256;
-constexpr int CAP = 1024;   // >= TOPK_MAX_K + THREADS, power of two
-constexpr int EXC = 2048;   // exclusion ids staged in shared memory
-static_assert(CAP >= TOPK_MAX_K + THREADS, "buffer too small");
+constexpr int EXC = 2048;  // exclusion ids staged in shared memory (int32)
 
-// Order-preserving unsigned keys; every finite score maps to a key > 0, so 0
-// marks an empty slot. -0 is folded to +0 first (they compare equal).
-__device__ __forceinline__ uint64_t skey(float s) {
-  uint32_t u = __float_as_uint(s + 0.0f);
-  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return u;
-}
-__device__ __forceinline__ uint64_t skey(double s) {
-  uint64_t u = uint64_t(__double_as_longlong(s + 0.0));
-  return (u >> 63) ? ~u : (u | (uint64_t(1) << 63));
-}
-__device__ __forceinline__ float unkey(uint64_t k, float) {
-  uint32_t u = uint32_t(k);
-  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
-  return __uint_as_float(u);
-}
-__device__ __forceinline__ double unkey(uint64_t k, double) {
-  k = (k >> 63) ? (k & ~(uint64_t(1) << 63)) : ~k;
-  return __longlong_as_double((long long)k);
-}
+// Order-preserving unsigned keys (float -> 32 bits, double -> 64 bits); every
+// score other than NaN and -inf maps to a key > 0, so 0 marks "no entry".
+// -0 is folded to +0 first (they compare equal).
+template <class S> struct Keys;
+template <> struct Keys<float> {
+  using K = uint32_t;
+  static constexpr int VALS = 8;
+  __device__ static K key(float s) {
+    if (!(s == s) || s == -INFINITY) return 0;
+    uint32_t u = __float_as_uint(s + 0.0f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  }
+  __device__ static float score(K k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+  }
+};
+template <> struct Keys<double> {
+  using K = uint64_t;
+  static constexpr int VALS = 4;
+  __device__ static K key(double s) {
+    if (!(s == s) || s == -INFINITY) return 0;
+    uint64_t u = uint64_t(__double_as_longlong(s + 0.0));
+    return (u >> 63) ? ~u : (u | (uint64_t(1) << 63));
+  }
+  __device__ static double score(K k) {
+    k = (k >> 63) ? (k & ~(uint64_t(1) << 63)) : ~k;
+    return __longlong_as_double((long long)k);
+  }
+};
 
-__device__ __forceinline__ bool better(uint64_t ka, int64_t ia, uint64_t kb, int64_t ib) {
+constexpr int32_t NO_ID = INT32_MAX;
+
+template <class K>
+__device__ __forceinline__ bool better(K ka, int32_t ia, K kb, int32_t ib) {
   return ka > kb || (ka == kb && ia < ib);
 }
 
-// Is item in the sorted list? (list in shared or global memory)
-__device__ __forceinline__ bool contains(const int64_t* list, int64_t n, int64_t item) {
+// Is item in the sorted list? (shared int32 or global int64)
+template <class I>
+__device__ __forceinline__ bool contains(const I* list, int64_t n, int64_t item) {
   int64_t lo = 0, hi = n;
   while (lo < hi) {
     const int64_t mid = (lo + hi) >> 1;
-    if (list[mid] < item) lo = mid + 1; else hi = mid;
+    if (int64_t(list[mid]) < item) lo = mid + 1; else hi = mid;
   }
-  return lo < n && list[lo] == item;
+  return lo < n && int64_t(list[lo]) == item;
 }
 
-// Sorts keys/ids[0, CAP) best first (block-wide bitonic network).
-__device__ void bitonic_best_first(uint64_t* keys, int64_t* ids) {
-  for (int k = 2; k <= CAP; k <<= 1) {
+// Sorts keys/ids[0, n) best first (n a power of two; block-wide bitonic).
+template <class K>
+__device__ void sort_best_first(K* keys, int32_t* ids, int n) {
+  for (int k = 2; k <= n; k <<= 1) {
     for (int j = k >> 1; j > 0; j >>= 1) {
-      for (int i = threadIdx.x; i < CAP; i += THREADS) {
+      for (int i = threadIdx.x; i < n; i += THREADS) {
         const int p = i ^ j;
-        if (p > i) {
-          const bool want_i_better = (i & k) == 0;
-          const bool i_better = better(keys[i], ids[i], keys[p], ids[p]);
-          if (want_i_better != i_better) {
-            const uint64_t tk = keys[i]; keys[i] = keys[p]; keys[p] = tk;
-            const int64_t ti = ids[i]; ids[i] = ids[p]; ids[p] = ti;
-          }
+        if (p > i && ((i & k) == 0) != better(keys[i], ids[i], keys[p], ids[p])) {
+          const K tk = keys[i]; keys[i] = keys[p]; keys[p] = tk;
+          const int32_t ti = ids[i]; ids[i] = ids[p]; ids[p] = ti;
         }
       }
       __syncthreads();
@@ -75,20 +88,33 @@ __device__ void bitonic_best_first(uint64_t* keys, int64_t* ids) {
   }
 }
 
+__device__ __forceinline__ int pow2_at_least(int n) {
+  int p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
 template <class S>
 __global__ void __launch_bounds__(THREADS) topk_select_kernel(TopkSelectCall c) {
-  __shared__ uint64_t keys[CAP];
-  __shared__ int64_t ids[CAP];
-  __shared__ int64_t exc[EXC];
+  using KT = Keys<S>;
+  using K = typename KT::K;
+  constexpr int VALS = KT::VALS;
+  constexpr int ROUND = THREADS * VALS;
+  constexpr int CAP = 2 * ROUND;  // >= TOPK_MAX_K + ROUND
+  static_assert(CAP >= TOPK_MAX_K + ROUND && CAP >= THREADS, "buffer too small");
+  __shared__ K keys[CAP];
+  __shared__ int32_t ids[CAP];
+  __shared__ int32_t exc[EXC];
   __shared__ int count;
-  __shared__ uint64_t thr_key;
-  __shared__ int64_t thr_id;
+  __shared__ K thr_key_s;
+  __shared__ int32_t thr_id_s;
   const S* Sv = static_cast<const S*>(c.S);
   S* out_s = static_cast<S*>(c.scores_out);
-  const int64_t k = c.k;
+  const int k = int(c.k);
+  const int tid = threadIdx.x;
   for (int64_t q = blockIdx.x; q < c.nq; q += gridDim.x) {
     const int64_t gq = c.q0 + q;
-    // This query's exclusion row.
+    // This query's exclusion row (staged as int32 when it fits).
     const int64_t* ex = nullptr;
     int64_t n_ex = 0;
     if (c.ex_indptr) {
@@ -98,7 +124,10 @@ __global__ void __launch_bounds__(THREADS) topk_select_kernel(TopkSelectCall c) 
     }
     const bool staged = n_ex <= EXC;
     if (staged)
-      for (int64_t t = threadIdx.x; t < n_ex; t += THREADS) exc[t] = ex[t];
+      for (int64_t t = tid; t < n_ex; t += THREADS) exc[t] = int32_t(ex[t]);
+    auto excluded = [&](int64_t item) {
+      return n_ex > 0 && (staged ? contains(exc, n_ex, item) : contains(ex, n_ex, item));
+    };
     // Scores of this query: dense row or candidate segment.
     int64_t base = q * c.N, n = c.N;
     const int64_t* cand = nullptr;
@@ -107,59 +136,92 @@ __global__ void __launch_bounds__(THREADS) topk_select_kernel(TopkSelectCall c) 
       n = c.cand_indptr[gq + 1] - base;
       cand = c.cand_indices + base;
     }
-    if (threadIdx.x == 0) {
+    if (tid == 0) {
       count = 0;
-      thr_key = 0;
-      thr_id = 0;
+      thr_key_s = 0;  // (0, NO_ID): every entry is at least this
+      thr_id_s = NO_ID;
     }
     __syncthreads();
-    const int64_t* exl = staged ? exc : ex;
-    for (int64_t t0 = 0; t0 < n; t0 += THREADS) {
-      // Every thread reads count before any thread appends again, so the
-      // merge decision is block-uniform.
+    K thr_key = 0;
+    int32_t thr_id = NO_ID;
+    for (int64_t r0 = 0; r0 < n; r0 += ROUND) {
+      K key[VALS];
+#pragma unroll
+      for (int v = 0; v < VALS; ++v) {  // all loads issued before any use
+        const int64_t t = r0 + v * THREADS + tid;
+        key[v] = t < n ? KT::key(Sv[base + t]) : K(0);
+      }
+      auto item_of = [&](int v) {
+        const int64_t t = r0 + v * THREADS + tid;
+        return int32_t(cand ? cand[t] : t);
+      };
+      if (r0 == 0 && n > ROUND) {
+        // Seed the threshold: k-th best of the per-thread maxima over the
+        // first round's eligible entries.
+        K bk = 0;
+        int32_t bi = NO_ID;
+#pragma unroll
+        for (int v = 0; v < VALS; ++v) {
+          if (key[v] == 0) continue;
+          const int32_t it = item_of(v);
+          if (better(key[v], it, bk, bi) && !excluded(it)) {
+            bk = key[v];
+            bi = it;
+          }
+        }
+        keys[tid] = bk;
+        ids[tid] = bi;
+        __syncthreads();
+        sort_best_first(keys, ids, THREADS);  // ends with a barrier
+        thr_key = keys[k - 1];  // k <= TOPK_MAX_K == THREADS
+        thr_id = ids[k - 1];
+        __syncthreads();  // everyone has read the seed before appends overwrite it
+      }
+#pragma unroll
+      for (int v = 0; v < VALS; ++v) {
+        if (key[v] == 0 || key[v] < thr_key) continue;
+        const int32_t it = item_of(v);
+        if (better(thr_key, thr_id, key[v], it) || excluded(it)) continue;
+        const int pos = atomicAdd(&count, 1);  // < CAP: merged below when it could overflow
+        keys[pos] = key[v];
+        ids[pos] = it;
+      }
+      __syncthreads();
       const int cnt = count;
-      __syncthreads();
-      if (cnt + THREADS > CAP) {
-        for (int i = cnt + threadIdx.x; i < CAP; i += THREADS) {
+      __syncthreads();  // every thread has read count before anyone changes it
+      if (cnt + ROUND > CAP && r0 + ROUND < n) {  // the next round could overflow: keep the best k
+        const int m = pow2_at_least(cnt);
+        for (int i = cnt + tid; i < m; i += THREADS) {
           keys[i] = 0;
-          ids[i] = INT64_MAX;
+          ids[i] = NO_ID;
         }
         __syncthreads();
-        bitonic_best_first(keys, ids);
-        if (threadIdx.x == 0) {
-          count = int(count < k ? count : k);
-          if (count == k) {
-            thr_key = keys[k - 1];
-            thr_id = ids[k - 1];
+        sort_best_first(keys, ids, m);
+        if (tid == 0) {
+          count = cnt < k ? cnt : k;
+          if (cnt >= k) {
+            thr_key_s = keys[k - 1];
+            thr_id_s = ids[k - 1];
           }
         }
         __syncthreads();
-      }
-      const int64_t t = t0 + threadIdx.x;
-      if (t < n) {
-        const S s = Sv[base + t];
-        if (s == s && s > -S(INFINITY)) {  // NaN and -inf never enter
-          const uint64_t key = skey(s);
-          const int64_t item = cand ? cand[t] : t;
-          if ((thr_key == 0 || better(key, item, thr_key, thr_id)) &&
-              !(n_ex && contains(exl, n_ex, item))) {
-            const int pos = atomicAdd(&count, 1);  // < CAP: merged above when it could overflow
-            keys[pos] = key;
-            ids[pos] = item;
-          }
+        if (cnt >= k) {  // never looser than the seed: buffer entries passed it
+          thr_key = thr_key_s;
+          thr_id = thr_id_s;
         }
       }
-      __syncthreads();
     }
-    for (int i = count + threadIdx.x; i < CAP; i += THREADS) {
+    const int cnt = count;
+    const int m = pow2_at_least(cnt > 0 ? cnt : 1);
+    for (int i = cnt + tid; i < m; i += THREADS) {
       keys[i] = 0;
-      ids[i] = INT64_MAX;
+      ids[i] = NO_ID;
     }
     __syncthreads();
-    bitonic_best_first(keys, ids);
-    const int found = int(count < k ? count : k);
-    for (int i = threadIdx.x; i < found; i += THREADS) {
-      out_s[q * k + i] = unkey(keys[i], S(0));
+    sort_best_first(keys, ids, m);
+    const int found = cnt < k ? cnt : k;
+    for (int i = tid; i < found; i += THREADS) {
+      out_s[q * k + i] = KT::score(keys[i]);
       c.idx_out[q * k + i] = ids[i];
     }
     __syncthreads();  // shared state is reused by the next query of this block
@@ -172,6 +234,8 @@ void topk_select(const TopkSelectCall& c, void* stream) {
   if (c.k < 1 || c.k > TOPK_MAX_K)
     throw std::invalid_argument("hopkit._cuda.topk_select: k must be in [1, 256]");
   if (c.nq < 0 || c.N < 0) throw std::invalid_argument("hopkit._cuda.topk_select: negative size");
+  if (c.N >= INT32_MAX)  // item ids are int32 on the device (INT32_MAX marks "none")
+    throw std::invalid_argument("hopkit._cuda.topk_select: needs fewer than 2**31 - 1 items");
   if (c.nq == 0) return;
   const unsigned grid = unsigned(c.nq < 65535 * 16 ? c.nq : 65535 * 16);
   cudaStream_t st = as_stream(stream);

@@ -493,9 +493,10 @@ def _upload_ids(a, device):
     return t
 
 
-def _score_tile(Qb, X, sdt):
+def _score_tile(Qb, X, sdt, buf=None):
     """Qb @ X.T in sdt (float32 for float32/half inputs, float64 for float64),
-    exact float32 products (TF32 off), half inputs with float32 output."""
+    exact float32 products (TF32 off), half inputs with float32 output.
+    Written into buf (a tile buffer at least Qb's rows long) when given."""
     torch = _torch()
     prev = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -505,7 +506,9 @@ def _score_tile(Qb, X, sdt):
                 return torch.mm(Qb, X.T, out_dtype=torch.float32)
             except (TypeError, RuntimeError):
                 return torch.mm(Qb.float(), X.float().T)
-        return torch.mm(Qb, X.T)
+        if buf is None:
+            return torch.mm(Qb, X.T)
+        return torch.mm(Qb, X.T, out=buf[:Qb.shape[0]])
     finally:
         torch.backends.cuda.matmul.allow_tf32 = prev
 
@@ -545,14 +548,68 @@ def topk(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, device):
     elif cand is not None:
         _select(cand[2], B, N, k, 0, ex, cand, out_s, idx, device)
     else:
-        bq = max(1, min(B, (1 << 26) // max(N, 1)))
-        for b0 in range(0, B, bq):
-            b1 = min(B, b0 + bq)
-            S = _score_tile(Q[b0:b1], X, sdt)
-            _select(S, b1 - b0, N, k, b0, ex, None, out_s[b0:b1], idx[b0:b1], device)
+        _dense_tiles(Q, X, k, sdt, ex, out_s, idx, device)
     if out_s is not scores:
         scores.copy_(out_s)
     return scores, idx
+
+
+TOPK_TILE_SCORES = 1 << 26  # scores per query tile (two tiles are alive at once)
+_SIDE_STREAMS: dict = {}
+
+
+class _Pipeline:
+    """Stream order of the tile loop: the current stream scores tiles, a side
+    stream (one per device) selects them."""
+
+    def __init__(self, device):
+        torch = _torch()
+        self.main = torch.cuda.current_stream(device)
+        self.side = _SIDE_STREAMS.get(device.index)
+        if self.side is None:
+            self.side = _SIDE_STREAMS[device.index] = torch.cuda.Stream(device)
+        self.side.wait_stream(self.main)  # inputs and outputs were written on main
+
+    def hand_over(self, S):
+        """S, just written on main, is read next on side."""
+        S.record_stream(self.side)  # the allocator must not reuse it before side is done
+        self.side.wait_stream(self.main)
+
+    def on_side(self):
+        return _torch().cuda.stream(self.side)
+
+    def mark(self):
+        return self.side.record_event()
+
+    def wait(self, event):
+        self.main.wait_event(event)
+
+    def join(self):
+        self.main.wait_stream(self.side)
+
+
+def _dense_tiles(Q, X, k, sdt, ex, out_s, idx, device):
+    """Scores query tiles on the current stream and selects each on a side
+    stream, so that selecting tile i overlaps scoring tile i + 1 (the product
+    is bound by arithmetic, the selection by memory). Two score buffers
+    alternate; events order every reuse, and the current stream waits for
+    the side stream before returning."""
+    B, N = Q.shape[0], X.shape[0]
+    bq = max(1, min(B, TOPK_TILE_SCORES // max(N, 1)))
+    pipe = _Pipeline(device)
+    bufs, freed = [None, None], [None, None]
+    for i, b0 in enumerate(range(0, B, bq)):
+        b1, slot = min(B, b0 + bq), i % 2
+        if freed[slot] is not None:
+            pipe.wait(freed[slot])  # the side stream is done with this buffer
+        S = _score_tile(Q[b0:b1], X, sdt, bufs[slot])
+        if bufs[slot] is None:
+            bufs[slot] = S
+        pipe.hand_over(S)
+        with pipe.on_side():
+            _select(S, b1 - b0, N, k, b0, ex, None, out_s[b0:b1], idx[b0:b1], device)
+        freed[slot] = pipe.mark()
+    pipe.join()
 
 
 def _select(S, nq, N, k, q0, ex, cand, out_s, out_i, device):
@@ -570,7 +627,7 @@ def _topk_by_sort(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, 
     torch = _torch()
     B, N = Q.shape[0], X.shape[0]
     ninf = float("-inf")
-    bq = max(1, min(B, (1 << 26) // max(N, 1)))
+    bq = max(1, min(B, TOPK_TILE_SCORES // max(N, 1)))
     for b0 in range(0, B, bq):
         b1 = min(B, b0 + bq)
         if cand is None:

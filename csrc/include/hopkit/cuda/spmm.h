@@ -59,6 +59,11 @@ struct SpmmCall {
 // Y [n_rows, F] (and arg [n_rows, F] for MAX/MIN when not null). ws_val
 // needs plan.n_slots * F accumulators (float, or double for F64), ws_arg
 // plan.n_slots * F int32 for MAX/MIN; both may be null when n_slots == 0.
+// Edges each lane group gathers per step in the forward kernel (loads in
+// flight per lane): 1, 2, 4 or 8, default 4. A process-wide tuning knob.
+int spmm_unroll();
+void set_spmm_unroll(int u);
+
 void spmm_forward(const SpmmCall& c, void* Y, int64_t* arg, void* ws_val, int32_t* ws_arg,
                   void* stream);
 
