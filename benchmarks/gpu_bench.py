@@ -113,6 +113,7 @@ def wall_time(fn, repeats=5, warmup=1):
 
 def add(group, case, impl, ms, **extra):
     RESULTS.append({"group": group, "case": case, "impl": impl, "median_ms": ms, **extra})
+    print(f"    {group} | {case} | {impl}: {ms:.4g} ms", flush=True)  # partial log if cut short
 
 
 def na(group, case, impl, why):

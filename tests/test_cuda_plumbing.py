@@ -100,9 +100,10 @@ class FakeCuda:
                       wk)
         view(out, T, (n_rows, F))[...] = res.astype(T)
 
-    def attention_forward(self, csr, dtype, Q, K, V, heads, dk, dv, score, scale, slope, out,
-                          lse, stream):
+    def attention_forward(self, csr, plan, dtype, Q, K, V, heads, dk, dv, score, scale, slope,
+                          out, lse, ws, stream):
         self.calls.append("attention_forward")
+        assert len(plan) == 9 and (ws != 0) == (plan[8] > 0)  # a workspace exactly for split rows
         indptr, indices, n_rows, n_cols, nnz = csr_views(csr)
         T = NP[dtype]
         ref.attention_forward(indptr, indices, n_rows, n_cols, view(Q, T, (n_rows, heads * dk)),

@@ -1,12 +1,13 @@
 // CUDA fused attention aggregation (contract in hopkit/cuda/attention.h).
 //
-// Decomposition: one warp per (row, head). Features are walked in tiles of
-// 32 lanes x TILE values; each tile walks the row's edges in CSR order and
-// recomputes the edge score (a warp dot product, xor butterfly, so every lane
-// holds the same bits), keeping the online-softmax state (m, l) in every lane.
-// Wide heads (more than one tile) recompute scores per tile instead of
-// holding more accumulators. A row is walked by one warp, so a very long row
-// is a long serial walk (unlike spmm, rows are not split here).
+// Forward: one warp per (row segment, head, feature tile), spmm's segments,
+// 32 edges per online-softmax step, split rows combined by a second kernel
+// (see attention_forward_kernel). Backward: one warp per (row, head) of A
+// (pass 1) and of AT (pass 2), features in tiles of 32 lanes x TILE values,
+// each edge's score recomputed by a warp dot product (xor butterfly, so every
+// lane holds the same bits). Wide heads (more than one tile) recompute scores
+// per tile instead of holding more accumulators. The backward walks a row
+// with one warp, so a very long row is a long serial walk there.
 #include <cmath>
 
 #include "common.cuh"
@@ -50,44 +51,141 @@ __device__ __forceinline__ T edge_score(const AttentionCall& a, int64_t i, int64
   return z > T(0) ? z : T(a.slope) * z;
 }
 
+template <class A>
+__device__ __forceinline__ A warp_max(A v) {
+  for (int off = 16; off > 0; off >>= 1) {
+    const A o = __shfl_xor_sync(FULL_MASK, v, off);
+    v = o > v ? o : v;
+  }
+  return v;
+}
+
+// Forward phase 1: one warp per (row segment, head, feature tile); segments
+// are spmm's (at most seg_len edges, see spmm.cu), so a hub row is spread
+// over many warps. A segment is walked 32 edges at a time: lane e loads edge
+// e's column and score (GAT: its own scalar; DOT: warp dot products, kept by
+// lane e), the chunk's max and sum update the online-softmax state once, and
+// the value rows are gathered GATHER at a time (all loads issued before use).
+// A row's only segment writes out and lse; a split row's segments write
+// (acc, m, l) to the workspace for the combine kernel.
+constexpr int GATHER = 4;
+
 template <class T>
 __global__ void __launch_bounds__(WPB * 32)
-    attention_forward_kernel(AttentionCall a, T* __restrict__ out, T* __restrict__ lse) {
+    attention_forward_kernel(AttentionCall a, T* __restrict__ out, T* __restrict__ lse,
+                             T* __restrict__ ws) {
+  const T* Q = static_cast<const T*>(a.Q);
+  const T* K = static_cast<const T*>(a.K);
   const T* V = static_cast<const T*>(a.V);
   const int lane = threadIdx.x & 31;
-  const int64_t H = a.heads, dv = a.dv, Dv = H * dv;
+  const int64_t H = a.heads, dk = a.dk, dv = a.dv, Dk = H * dk, Dv = H * dv;
   const int64_t tiles = dv > 0 ? (dv + TW - 1) / TW : 1;
-  const int64_t items = a.A.n_rows * H * tiles;
+  const int64_t items = a.plan.n_segs * H * tiles;
   for (int64_t w = int64_t(blockIdx.x) * WPB + (threadIdx.x >> 5); w < items;
-       w += int64_t(gridDim.x) * WPB) {
-    const int64_t tile = w % tiles, ih = w / tiles, i = ih / H, h = ih - i * H;
-    const int64_t b = a.A.indptr[i], end = a.A.indptr[i + 1];
+       w += int64_t(gridDim.x) * WPB) {  // warp-uniform: every lane reaches the shuffles
+    const int64_t tile = w % tiles, sh = w / tiles, sg = sh / H, h = sh - sg * H;
+    const int64_t i = a.plan.seg_row[sg];
+    const int64_t b = a.plan.seg_start[sg];
+    const int64_t end = min(b + a.plan.seg_len, a.A.indptr[i + 1]);
     T m = -INFINITY, l = T(0), acc[TILE];
 #pragma unroll
     for (int q = 0; q < TILE; ++q) acc[q] = T(0);
-    for (int64_t e = b; e < end; ++e) {
-      const int64_t j = a.A.indices[e];
-      T gg;
-      const T s = edge_score<T>(a, i, j, h, lane, gg);
-      const T m_new = s > m ? s : m;
-      const T c = exp(m - m_new);  // 0 on the first edge (m = -inf)
-      const T p = exp(s - m_new);
-      l = l * c + p;
+    for (int64_t cb = b; cb < end; cb += 32) {
+      const int n = int(min(int64_t(32), end - cb));
+      const int64_t j_l = lane < n ? a.A.indices[cb + lane] : 0;
+      T s_l = T(0);
+      if (a.score == 1) {
+        const T z = Q[i * Dk + h] + K[j_l * Dk + h];
+        s_l = z > T(0) ? z : T(a.slope) * z;
+      } else {
+        for (int e = 0; e < n; ++e) {
+          const int64_t j = __shfl_sync(FULL_MASK, j_l, e);
+          const T d = T(a.scale) * warp_dot(Q + i * Dk + h * dk, K + j * Dk + h * dk, dk, lane);
+          if (lane == e) s_l = d;
+        }
+      }
+      if (lane >= n) s_l = -INFINITY;
+      const T m_new = max(m, warp_max(s_l));
+      const T c = exp(m - m_new);  // 0 on the first chunk (m = -inf)
+      const T p_l = lane < n ? exp(s_l - m_new) : T(0);
+      l = l * c + warp_sum(p_l);
       m = m_new;
-      const T* v = V + j * Dv + h * dv + tile * TW;
+#pragma unroll
+      for (int q = 0; q < TILE; ++q) acc[q] *= c;
+      const T* vb = V + h * dv + tile * TW + lane;
+      for (int e0 = 0; e0 < n; e0 += GATHER) {
+        int64_t j[GATHER];
+        T p[GATHER], v[GATHER][TILE];
+#pragma unroll
+        for (int u = 0; u < GATHER; ++u) {
+          j[u] = __shfl_sync(FULL_MASK, j_l, (e0 + u) & 31);
+          p[u] = __shfl_sync(FULL_MASK, p_l, (e0 + u) & 31);
+        }
+#pragma unroll
+        for (int u = 0; u < GATHER; ++u)
+#pragma unroll
+          for (int q = 0; q < TILE; ++q)
+            v[u][q] = (e0 + u < n && tile * TW + q * 32 + lane < dv) ? vb[j[u] * Dv + q * 32]
+                                                                      : T(0);
+#pragma unroll
+        for (int u = 0; u < GATHER; ++u)
+#pragma unroll
+          for (int q = 0; q < TILE; ++q) acc[q] += p[u] * v[u][q];
+      }
+    }
+    const int64_t slot = a.plan.seg_slot[sg];
+    if (slot < 0) {
+      T* o = out + i * Dv + h * dv;
 #pragma unroll
       for (int q = 0; q < TILE; ++q) {
         const int64_t f = tile * TW + q * 32 + lane;
-        acc[q] = acc[q] * c + (f < dv ? p * v[q * 32 + lane] : T(0));
+        if (f < dv) o[f] = l > T(0) ? acc[q] / l : T(0);
+      }
+      if (tile == 0 && lane == 0) lse[i * H + h] = l > T(0) ? m + log(l) : T(-INFINITY);
+    } else {
+      T* p = ws + (slot * H + h) * (dv + 2);
+#pragma unroll
+      for (int q = 0; q < TILE; ++q) {
+        const int64_t f = tile * TW + q * 32 + lane;
+        if (f < dv) p[f] = acc[q];
+      }
+      if (tile == 0 && lane == 0) {
+        p[dv] = m;
+        p[dv + 1] = l;
       }
     }
-    T* o = out + i * Dv + h * dv;
-#pragma unroll
-    for (int q = 0; q < TILE; ++q) {
-      const int64_t f = tile * TW + q * 32 + lane;
-      if (f < dv) o[f] = end > b ? acc[q] / l : T(0);
+  }
+}
+
+// Forward phase 2: one warp per (split row, head) folds the row's segment
+// partials in segment order: M = max m_s, L = sum l_s e^(m_s - M),
+// out = sum acc_s e^(m_s - M) / L, lse = M + log L.
+template <class T>
+__global__ void __launch_bounds__(WPB * 32)
+    attention_combine_kernel(AttentionCall a, T* __restrict__ out, T* __restrict__ lse,
+                             const T* __restrict__ ws) {
+  const int lane = threadIdx.x & 31;
+  const int64_t H = a.heads, dv = a.dv, Dv = H * dv, stride = dv + 2;
+  const int64_t items = a.plan.n_split * H;
+  for (int64_t w = int64_t(blockIdx.x) * WPB + (threadIdx.x >> 5); w < items;
+       w += int64_t(gridDim.x) * WPB) {
+    const int64_t k = w / H, h = w - k * H, i = a.plan.split_row[k];
+    const int64_t s0 = a.plan.split_ptr[k], s1 = a.plan.split_ptr[k + 1];
+    T M = -INFINITY, L = T(0);
+    for (int64_t s = s0; s < s1; ++s) M = max(M, ws[(s * H + h) * stride + dv]);
+    for (int64_t s = s0; s < s1; ++s) {
+      const T* p = ws + (s * H + h) * stride;
+      L += p[dv + 1] * exp(p[dv] - M);
     }
-    if (tile == 0 && lane == 0) lse[i * H + h] = end > b ? m + log(l) : T(-INFINITY);
+    for (int64_t f = lane; f < dv; f += 32) {
+      T acc = T(0);
+      for (int64_t s = s0; s < s1; ++s) {
+        const T* p = ws + (s * H + h) * stride;
+        acc += p[f] * exp(p[dv] - M);
+      }
+      out[i * Dv + h * dv + f] = acc / L;
+    }
+    if (lane == 0) lse[i * H + h] = M + log(L);
   }
 }
 
@@ -209,17 +307,26 @@ void check(const AttentionCall& a) {
 
 }  // namespace
 
-void attention_forward(const AttentionCall& a, void* out, void* lse, void* stream) {
+void attention_forward(const AttentionCall& a, void* out, void* lse, void* ws, void* stream) {
   check(a);
+  if (a.A.n_rows == 0) return;
+  if (a.plan.n_segs < a.A.n_rows || a.plan.seg_len < 1 || (a.plan.n_slots > 0 && !ws))
+    throw std::invalid_argument("hopkit._cuda.attention_forward: bad segment plan or workspace");
   const int64_t tiles = a.dv > 0 ? (a.dv + TW - 1) / TW : 1;
-  const int64_t items = a.A.n_rows * a.heads * tiles;
-  if (items == 0) return;
+  const int64_t items = a.plan.n_segs * a.heads * tiles;
+  cudaStream_t st = as_stream(stream);
   dispatch_float(a.dtype, [&](auto tag) {
     using T = decltype(tag);
-    attention_forward_kernel<T><<<grid_for(items, WPB), WPB * 32, 0, as_stream(stream)>>>(
-        a, static_cast<T*>(out), static_cast<T*>(lse));
+    attention_forward_kernel<T><<<grid_for(items, WPB), WPB * 32, 0, st>>>(
+        a, static_cast<T*>(out), static_cast<T*>(lse), static_cast<T*>(ws));
+    check_launch("attention_forward");
+    const int64_t split = a.plan.n_split * a.heads;
+    if (split > 0) {
+      attention_combine_kernel<T><<<grid_for(split, WPB), WPB * 32, 0, st>>>(
+          a, static_cast<T*>(out), static_cast<T*>(lse), static_cast<const T*>(ws));
+      check_launch("attention_forward (combine)");
+    }
   });
-  check_launch("attention_forward");
 }
 
 void attention_backward(const AttentionCall& a, const void* out, const void* dout,

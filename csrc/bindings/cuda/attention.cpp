@@ -32,12 +32,14 @@ hopkit::cuda::AttentionCall make_call(const std::vector<int64_t>& csr,
 void bind_cuda_attention(py::module_& m) {
   m.def(
       "attention_forward",
-      [](std::vector<int64_t> csr, int dtype, int64_t Q, int64_t K, int64_t V, int64_t heads,
-         int64_t dk, int64_t dv, int score, double scale, double slope, int64_t out, int64_t lse,
-         int64_t stream) {
+      [](std::vector<int64_t> csr, std::vector<int64_t> plan, int dtype, int64_t Q, int64_t K,
+         int64_t V, int64_t heads, int64_t dk, int64_t dv, int score, double scale, double slope,
+         int64_t out, int64_t lse, int64_t ws, int64_t stream) {
         auto a = make_call(csr, {}, dtype, Q, K, V, heads, dk, dv, score, scale, slope);
+        a.plan = to_plan(plan);
         py::gil_scoped_release release;
-        hopkit::cuda::attention_forward(a, dptr<void>(out), dptr<void>(lse), stream_of(stream));
+        hopkit::cuda::attention_forward(a, dptr<void>(out), dptr<void>(lse), dptr<void>(ws),
+                                        stream_of(stream));
       },
       "Fused attention forward on device pointers");
   m.def(

@@ -454,9 +454,11 @@ def attention_forward(A, Q, K, V, heads, dk, dv, score, scale, slope, device):
     D = device_csr(A, device)
     out = torch.empty((A.n_rows, heads * dv), dtype=Q.dtype, device=device)
     lse = torch.empty((A.n_rows, heads), dtype=Q.dtype, device=device)
-    _mod().attention_forward(D.desc, dtype_code("attention_aggregate", "Q", Q.dtype), _ptr(Q),
-                             _ptr(K), _ptr(V), heads, dk, dv, score, scale, slope, _ptr(out),
-                             _ptr(lse), _stream(device))
+    n_ws = D.n_slots * heads * (dv + 2)  # split rows' (acc, m, l) partials
+    ws = torch.empty(n_ws, dtype=Q.dtype, device=device) if n_ws else None
+    _mod().attention_forward(D.desc, D.plan, dtype_code("attention_aggregate", "Q", Q.dtype),
+                             _ptr(Q), _ptr(K), _ptr(V), heads, dk, dv, score, scale, slope,
+                             _ptr(out), _ptr(lse), _ptr(ws), _stream(device))
     return out, lse
 
 

@@ -14,6 +14,7 @@ namespace cuda {
 struct AttentionCall {
   DeviceCsr A;   // rows are targets i
   DeviceCsr AT;  // its transpose (backward only)
+  SpmmPlan plan;  // A's row segments (forward only; see spmm.h)
   int dtype;
   const void* Q;  // [n_rows, heads * dk]
   const void* K;  // [n_cols, heads * dk]
@@ -23,7 +24,9 @@ struct AttentionCall {
   double scale, slope;
 };
 
-void attention_forward(const AttentionCall& a, void* out, void* lse, void* stream);
+// ws: plan.n_slots * heads * (dv + 2) values (split rows' partials), or null
+// when the plan has no slots.
+void attention_forward(const AttentionCall& a, void* out, void* lse, void* ws, void* stream);
 
 // delta: scratch [n_rows, heads]; dQ, dK, dV have the shapes of Q, K, V.
 void attention_backward(const AttentionCall& a, const void* out, const void* dout,
