@@ -353,13 +353,14 @@ def _exclusion_csr(rng, n_rows, n_items, sizes):
     return hopkit.CSR(indptr, np.concatenate(rows).astype(np.int64), None, (n_rows, n_items))
 
 
+@pytest.mark.parametrize("n_items", [9000, 40000])  # 2 and 5 chunks of 8192 scores
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("k", [1, 20, 256])
-def test_topk_long_rows_identical_to_cpu(cuda, rng, monkeypatch, dtype, k):
-    """Rows of several rounds (threshold seeding, buffer merges), exclusion rows
-    too long to stage in shared memory, a query whose scores ascend with the
-    item index (every round beats the threshold), and several score tiles."""
-    n_q, n_items = 20, 9000
+def test_topk_long_rows_identical_to_cpu(cuda, rng, monkeypatch, dtype, k, n_items):
+    """Rows of several steps and chunks (threshold seeding, buffer merges, the
+    chunk-merge pass), long exclusion rows, a query whose scores ascend with
+    the item index (every step beats the threshold), several score tiles."""
+    n_q = 20
     monkeypatch.setattr(cu, "TOPK_TILE_SCORES", 3 * n_items)  # 3 queries per tile: 7 tiles
     U = rng.integers(-3, 4, (n_q, 8)).astype(np.float64)
     It = rng.integers(-3, 4, (n_items, 8)).astype(np.float64)

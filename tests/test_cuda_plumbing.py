@@ -126,7 +126,11 @@ class FakeCuda:
             view(dK, T, (n_cols, heads * dk)), view(dV, T, (n_cols, heads * dv)))
 
     def topk_select(self, s_dtype, S, nq, N, k, q0, ex_indptr, ex_indices, ex_rows,
-                    cand_indptr, cand_indices, scores_out, idx_out, stream):
+                    cand_indptr, cand_indices, scores_out, idx_out, ws, stream):
+        chunks = 1 if cand_indptr or N <= 8192 else -(-N // 8192)  # as csrc/cuda/topk.cu
+        if ws == -1:  # the workspace query
+            return nq * chunks * k * ((4 if s_dtype == 0 else 8) + 4) + 16 if chunks > 1 else 0
+        assert (ws != 0) == (chunks > 1)
         self.calls.append("topk_select")
         assert 1 <= k <= self.TOPK_MAX_K
         T = NP[s_dtype]

@@ -11,7 +11,7 @@ void bind_cuda_topk(py::module_& m) {
       "topk_select",
       [](int s_dtype, int64_t S, int64_t nq, int64_t N, int64_t k, int64_t q0, int64_t ex_indptr,
          int64_t ex_indices, int64_t ex_rows, int64_t cand_indptr, int64_t cand_indices,
-         int64_t scores_out, int64_t idx_out, int64_t stream) {
+         int64_t scores_out, int64_t idx_out, int64_t ws, int64_t stream) {
         hopkit::cuda::TopkSelectCall c{s_dtype,
                                        dptr<const void>(S),
                                        nq,
@@ -25,8 +25,11 @@ void bind_cuda_topk(py::module_& m) {
                                        dptr<const int64_t>(cand_indices),
                                        dptr<void>(scores_out),
                                        dptr<int64_t>(idx_out)};
+        if (ws < 0) return int64_t(hopkit::cuda::topk_select_ws_bytes(c));
         py::gil_scoped_release release;
-        hopkit::cuda::topk_select(c, stream_of(stream));
+        hopkit::cuda::topk_select(c, dptr<void>(ws), stream_of(stream));
+        return int64_t(0);
       },
-      "Per-query top-k selection over score rows on device pointers");
+      "Per-query top-k selection over score rows on device pointers; ws = -1 returns the "
+      "workspace bytes the call needs instead of running it");
 }

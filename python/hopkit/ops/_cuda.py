@@ -616,10 +616,12 @@ def _dense_tiles(Q, X, k, sdt, ex, out_s, idx, device):
 
 def _select(S, nq, N, k, q0, ex, cand, out_s, out_i, device):
     torch = _torch()
-    _mod().topk_select(0 if S.dtype == torch.float32 else 1, _ptr(S), nq, N, k, q0, _ptr(ex[0]),
-                       _ptr(ex[1]), _ptr(ex[2]), _ptr(None if cand is None else cand[0]),
-                       _ptr(None if cand is None else cand[1]), _ptr(out_s), _ptr(out_i),
-                       _stream(device))
+    args = (0 if S.dtype == torch.float32 else 1, _ptr(S), nq, N, k, q0, _ptr(ex[0]),
+            _ptr(ex[1]), _ptr(ex[2]), _ptr(None if cand is None else cand[0]),
+            _ptr(None if cand is None else cand[1]), _ptr(out_s), _ptr(out_i))
+    n_ws = _mod().topk_select(*args, -1, 0)  # bytes of the per-chunk lists, if several chunks
+    ws = torch.empty(n_ws, dtype=torch.uint8, device=device) if n_ws else None
+    _mod().topk_select(*args, _ptr(ws), _stream(device))
 
 
 def _topk_by_sort(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, cand, sdt,

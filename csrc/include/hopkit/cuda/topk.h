@@ -4,9 +4,10 @@
 // caller pre-fills scores with -inf and idx with -1; only found entries are
 // written). Scores come from a query tile (dense S [nq, N], item t of row q
 // is item t) or from a candidate CSR (S_c [nnz], item cand_indices[e]).
-// k <= TOPK_MAX_K (one block per query keeps a shared-memory buffer); larger
-// k goes through the caller's sort fallback.
+// k <= TOPK_MAX_K (one warp per query chunk keeps a shared-memory buffer);
+// larger k goes through the caller's sort fallback.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace hopkit {
@@ -28,7 +29,10 @@ struct TopkSelectCall {
   int64_t* idx_out;             // [nq, k]
 };
 
-void topk_select(const TopkSelectCall& c, void* stream);
+// Workspace bytes topk_select needs for this call (0 when a query's scores
+// fit one chunk: then no workspace is read).
+size_t topk_select_ws_bytes(const TopkSelectCall& c);
+void topk_select(const TopkSelectCall& c, void* ws, void* stream);
 
 }  // namespace cuda
 }  // namespace hopkit
