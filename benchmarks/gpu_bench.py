@@ -206,33 +206,28 @@ def bench_spmm(gname, A, dev, bw, sweep=False):
 
 
 def _seg_len_sweep(gname, A, X, fracs):
-    """hopkit spmm with other row-segment lengths (device CSR plan rebuilt)
-    and other unrolls (edges in flight per lane group)."""
+    """hopkit spmm over row-segment lengths (device CSR plan rebuilt) x
+    unrolls (edges in flight per lane group; auto = the default by dtype)."""
     from hopkit.ops import _cuda as cu
 
     case = f"{gname} sum F={X.shape[1]} {str(X.dtype).split('.')[-1]}"
-    keep = cu.SEG_LEN
-    try:
-        for seg in (32, 64, 128, 256, 1024):
-            cu.SEG_LEN = seg
-            A._cache.pop(("cuda", X.device.index), None)
-            hopkit.spmm(A, X)
-            t = cuda_time(lambda: hopkit.spmm(A, X), inner=10)  # noqa: B023
-            add("spmm-seg_len", case, f"seg_len={seg}", t, **fracs(t))
-    finally:
-        cu.SEG_LEN = keep
-        A._cache.pop(("cuda", X.device.index), None)
     mod = hopkit._backend.cuda_module()
     if mod is None or DEVICE["type"] != "cuda":
         return
-    keep = mod.spmm_unroll()
+    keep_seg, keep_u = cu.SEG_LEN, mod.spmm_unroll()
     try:
-        for u in (1, 2, 4, 8):
-            mod.set_spmm_unroll(u)
-            t = cuda_time(lambda: hopkit.spmm(A, X), inner=10)
-            add("spmm-unroll", case, f"unroll={u}", t, **fracs(t))
+        for seg in (32, 64, 128, 256):
+            cu.SEG_LEN = seg
+            A._cache.pop(("cuda", X.device.index), None)
+            hopkit.spmm(A, X)
+            for u in (0, 1, 2, 4):
+                mod.set_spmm_unroll(u)
+                t = cuda_time(lambda: hopkit.spmm(A, X), inner=10)
+                add("spmm-tuning", case, f"seg_len={seg} unroll={u or 'auto'}", t, **fracs(t))
     finally:
-        mod.set_spmm_unroll(keep)
+        cu.SEG_LEN = keep_seg
+        mod.set_spmm_unroll(keep_u)
+        A._cache.pop(("cuda", X.device.index), None)
 
 
 # ---------------------------------------------------------------- propagate
@@ -402,7 +397,7 @@ def bench_topk(gname, R, dev, sgemm, bf16, sweep=False):
 
         keep = cu.TOPK_TILE_SCORES
         try:
-            for tile in (1 << 22, 1 << 24, 1 << 25, 1 << 27):
+            for tile in (1 << 24, 1 << 25, 1 << 27, 1 << 28):
                 cu.TOPK_TILE_SCORES = tile
                 t = cuda_time(lambda: hopkit.topk(users, items, k, exclude=R), repeats=5)
                 add("topk-tile", case, f"tile={tile >> 20}M scores", t)

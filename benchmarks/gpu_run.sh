@@ -9,7 +9,7 @@
 # Environment: HOPKIT_CUDA_ARCHITECTURES (default 80;90; 90 alone builds
 # faster on an H100/H200), PROFILE=1 adds an Nsight Compute profile of the
 # spmm and top-k kernels (benchmarks/gpu_profile.py) to $OUT/ncu.txt,
-# BENCH_TIMEOUT (seconds, default 300).
+# BENCH_TIMEOUT and TESTS_TIMEOUT (seconds, defaults 300 and 200).
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -30,7 +30,7 @@ if [ $rc -ne 0 ]; then tail -60 "$OUT/build.log"; exit $rc; fi
 grep -E "hopkit:|warning" "$OUT/build.log" | head -20
 
 stamp tests
-timeout 200 $PY -m pytest tests/test_cuda.py tests/test_cuda_plumbing.py -q -rfE \
+timeout ${TESTS_TIMEOUT:-200} $PY -m pytest tests/test_cuda.py tests/test_cuda_plumbing.py -q -rfE \
   -p no:cacheprovider --tb=short > "$OUT/tests.log" 2>&1
 echo "pytest exit $?"; grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | head -40
 

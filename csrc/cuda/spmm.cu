@@ -291,11 +291,11 @@ void check_call(const SpmmCall& c) {
 
 }  // namespace
 
-static int g_spmm_unroll = 4;
+static int g_spmm_unroll = 0;  // 0: by value type
 int spmm_unroll() { return g_spmm_unroll; }
 void set_spmm_unroll(int u) {
-  if (u != 1 && u != 2 && u != 4 && u != 8)
-    throw std::invalid_argument("hopkit._cuda.set_spmm_unroll: 1, 2, 4 or 8");
+  if (u != 0 && u != 1 && u != 2 && u != 4 && u != 8)
+    throw std::invalid_argument("hopkit._cuda.set_spmm_unroll: 0 (by value type), 1, 2, 4 or 8");
   g_spmm_unroll = u;
 }
 
@@ -334,7 +334,9 @@ void spmm_forward(const SpmmCall& c, void* Y, int64_t* arg, void* ws_val, int32_
             <<<grid_for(items, WARPS_PER_BLOCK), WARPS_PER_BLOCK * 32, 0, st>>>(
                 c, lpr_log2, tiles, static_cast<T*>(Y), arg, static_cast<A*>(ws_val), ws_arg);
       };
-      const int u = spmm_unroll();
+      // Measured on an H200 (docs/benchmarks.md): 2 in flight for 4- and
+      // 8-byte values, 1 for half types (8 values per 16-byte load already).
+      const int u = spmm_unroll() ? spmm_unroll() : (sizeof(T) >= 4 ? 2 : 1);
       if (u == 1) go(IC<1>{});
       else if (u == 2) go(IC<2>{});
       else if (u == 8) go(IC<8>{});

@@ -35,7 +35,7 @@ void bind_cuda_spmm(py::module_& m) {
   m.def("spmm_unroll", &hopkit::cuda::spmm_unroll,
         "Edges per lane group and step in the spmm forward kernel");
   m.def("set_spmm_unroll", &hopkit::cuda::set_spmm_unroll,
-        "Set the spmm forward unroll (1, 2, 4 or 8; a tuning knob)");
+        "Set the spmm forward unroll (0 = by value type, 1, 2, 4 or 8; a tuning knob)");
   m.def(
       "spmm_forward",
       [](std::vector<int64_t> csr, std::vector<int64_t> plan, int dtype, int64_t X, int64_t F,

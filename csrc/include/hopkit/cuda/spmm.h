@@ -60,7 +60,8 @@ struct SpmmCall {
 // needs plan.n_slots * F accumulators (float, or double for F64), ws_arg
 // plan.n_slots * F int32 for MAX/MIN; both may be null when n_slots == 0.
 // Edges each lane group gathers per step in the forward kernel (loads in
-// flight per lane): 1, 2, 4 or 8, default 4. A process-wide tuning knob.
+// flight per lane): 1, 2, 4 or 8, or 0 (the default) to choose by value type.
+// A process-wide tuning knob.
 int spmm_unroll();
 void set_spmm_unroll(int u);
 
