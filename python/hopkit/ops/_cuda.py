@@ -592,10 +592,11 @@ class _Pipeline:
 
 def _dense_tiles(Q, X, k, sdt, ex, out_s, idx, device):
     """Scores query tiles on the current stream and selects each on a side
-    stream, so that selecting tile i overlaps scoring tile i + 1 (the product
-    is bound by arithmetic, the selection by memory). Two score buffers
-    alternate; events order every reuse, and the current stream waits for
-    the side stream before returning."""
+    stream, so that selecting tile i can overlap scoring tile i + 1. (On an
+    H200 the overlap is small: the selection is bound by instructions, as the
+    float32 GEMM is; docs/benchmarks.md.) Two score buffers alternate; events
+    order every reuse, and the current stream waits for the side stream
+    before returning."""
     B, N = Q.shape[0], X.shape[0]
     bq = max(1, min(B, TOPK_TILE_SCORES // max(N, 1)))
     pipe = _Pipeline(device)
