@@ -134,7 +134,8 @@ def test_lightgcn_module_accepts_csr_and_edge_index(rng):
     torch = pytest.importorskip("torch")
     from hopkit.nn import LightGCNPropagation
 
-    ei = torch.from_numpy(rng.integers(0, 30, (2, 200)))
+    e = rng.integers(0, 30, (2, 200))
+    ei = torch.from_numpy(np.unique(np.concatenate([e, e[::-1]], axis=1), axis=1))  # undirected
     x = torch.randn(30, 8, requires_grad=True)
     A = hopkit.CSR.from_edge_index(ei, num_nodes=30).normalize("sym")
     m = LightGCNPropagation(layers=3)

@@ -1,86 +1,174 @@
-"""torch modules built on hopkit's kernels (drop-in for PyG-style layers)."""
+"""torch modules built on hopkit's operators, drop-ins for PyG layers.
+
+Every adjacency a PyG layer takes is accepted, with PyG's meaning (rows of a
+sparse matrix are targets, like PyG's ``adj_t``; messages in an
+``edge_index`` flow from ``edge_index[0]`` to ``edge_index[1]``):
+
+* a PyG ``edge_index`` [2, E]: duplicate edges, self-loops, directed edges and
+  isolated nodes kept as they are; ``edge_weight`` [E] in edge_index column
+  order;
+* a torch sparse COO / CSR / CSC tensor, a ``torch_sparse.SparseTensor`` (when
+  torch_sparse is installed) or a ``hopkit.CSR``: its values are the weights.
+
+Nothing is cached between calls unless a module is built with
+``cached=True`` (as PyG's ``GCNConv``): then the first call's normalised graph
+is reused until ``reset_parameters()`` (the caller promises the graph does not
+change). The graph is built by hopkit's operators on every call otherwise, so
+a module can never answer for a graph other than the one passed.
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .csr import CSR, as_csr, bipartite_adjacency  # noqa: F401
 from .ops import attention_aggregate, propagate, spmm  # noqa: F401
+from .ops.spmm import MESSAGES, REDUCES
+from .torch_ops import graph as _g
+from .torch_ops.propagate import propagate as _propagate_op
+from .torch_ops.spmm import spmm_graph
+
+_SPARSE = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc)
 
 
-def _graph(adj, num_nodes, normalize, cache):
-    """A hopkit.CSR from a CSR/scipy/torch sparse matrix or a PyG edge_index."""
+def _is_sparse_tensor(adj) -> bool:
+    return type(adj).__name__ == "SparseTensor" and type(adj).__module__.startswith(
+        "torch_sparse")
+
+
+def adjacency(op, adj, num_nodes, edge_weight, dtype):
+    """(Graph, weights or None) for any adjacency a PyG layer takes; weights in
+    the graph's edge order (edge_index column order for an edge_index)."""
     if isinstance(adj, torch.Tensor) and adj.layout == torch.strided:
-        key = (adj.data_ptr(), tuple(adj.shape), num_nodes, normalize)
-        if cache is not None and cache.get("key") == key:
-            return cache["A"]
-        A = CSR.from_edge_index(adj, num_nodes=num_nodes)
-        if normalize:
-            A = A.normalize("sym")
-        if cache is not None:
-            cache.update(key=key, A=A)
-        return A
-    A = as_csr(adj, "hopkit.nn")
-    return A.normalize("sym") if normalize else A
+        if adj.dim() != 2 or adj.shape[0] != 2:
+            raise ValueError(f"{op}: edge_index must have shape (2, num_edges), got "
+                             f"{tuple(adj.shape)}")
+        if adj.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"{op}: edge_index must be int32 or int64, got {adj.dtype}")
+        if edge_weight is not None:
+            if tuple(edge_weight.shape) != (adj.shape[1],):
+                raise ValueError(f"{op}: edge_weight must have shape ({adj.shape[1]},) (one "
+                                 f"per edge_index column), got {tuple(edge_weight.shape)}")
+            if edge_weight.dtype != dtype:
+                raise TypeError(f"{op}: edge_weight must have the dtype of x ({dtype}), got "
+                                f"{edge_weight.dtype}")
+        return _g.from_edge_index(adj, num_nodes), edge_weight
+    if edge_weight is not None:
+        raise ValueError(f"{op}: edge_weight is for an edge_index; a sparse adjacency carries "
+                         "its weights as its values")
+    if _is_sparse_tensor(adj):
+        rowptr, col, value = adj.csr()
+        A = CSR(rowptr, col, None if value is None else value.detach().to(dtype),
+                tuple(adj.sizes()))
+    elif isinstance(adj, torch.Tensor) and adj.layout in _SPARSE:
+        if adj.dim() != 2:
+            raise ValueError(f"{op}: a sparse adjacency must be 2-D, got {adj.dim()}-D")
+        t = adj.to_sparse_csr() if adj.layout != torch.sparse_csr else adj
+        A = CSR(t.crow_indices(), t.col_indices(), t.values().detach().to(dtype), tuple(t.shape))
+    else:
+        A = as_csr(adj, op)
+    if A.n_rows != num_nodes or A.n_cols != num_nodes:
+        raise ValueError(f"{op}: the adjacency must be {num_nodes} x {num_nodes} (x has "
+                         f"{num_nodes} rows), got {A.shape}")
+    return _g.from_csr(A), _g.values_of(A, dtype)
 
 
-class SpMM(torch.nn.Module):
-    """``Y = reduce_j w_ij X[j]`` as a module; ``forward(X, adj, edge_weight=None)``
-    takes a hopkit.CSR (rows are targets) or a PyG edge_index [2, E]."""
+def gcn_norm(g, w, n, dtype):
+    """PyG's ``gcn_norm`` without self-loops, in torch ops (so the gradient
+    wrt edge_weight flows through the degrees): deg_i = sum of the weights
+    into target i, w_ij / sqrt(deg_i deg_j), 0 where a degree is 0."""
+    rows = _row_ids(g)
+    cols = g.indices.to(torch.int64)
+    if g.eid is not None:  # weights in edge_index order: targets/sources per edge
+        rows, cols = rows.new_empty(rows.shape).index_copy_(0, g.eid, rows), \
+            cols.new_empty(cols.shape).index_copy_(0, g.eid, cols)
+    if w is None:
+        w = torch.ones(rows.shape[0], dtype=dtype)
+    deg = torch.zeros(n, dtype=dtype).index_add(0, rows, w)
+    dinv = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
+    return dinv[cols] * w * dinv[rows]
+
+
+def _row_ids(g):
+    deg = g.indptr[1:] - g.indptr[:-1]
+    return torch.repeat_interleave(torch.arange(g.n_rows), deg, output_size=g.indices.shape[0])
+
+
+class _GraphModule(torch.nn.Module):
+    """Shared adjacency handling (and the opt-in cache) of the conv modules."""
+
+    def __init__(self, normalize, cached=False):
+        super().__init__()
+        self.normalize, self.cached = normalize, cached
+        self._cached_graph = None
+
+    def reset_parameters(self):
+        self._cached_graph = None
+
+    def _graph(self, x, adj, edge_weight):
+        if self._cached_graph is not None:
+            return self._cached_graph
+        g, w = adjacency(type(self).__name__, adj, x.shape[0], edge_weight, x.dtype)
+        if self.normalize:
+            w = gcn_norm(g, w, x.shape[0], x.dtype)
+        if self.cached:
+            self._cached_graph = (g, w)
+        return g, w
+
+
+class LGConv(_GraphModule):
+    """LightGCN convolution, PyG's ``torch_geometric.nn.LGConv``:
+    ``x'_i = sum_{j -> i} e_ji / sqrt(deg_i deg_j) x_j`` with ``normalize=True``
+    (the default; deg = weighted in-degree), ``sum_{j -> i} e_ji x_j`` without.
+
+    ``forward(x, adj, edge_weight=None)``: any adjacency of the module
+    docstring. ``cached=True`` reuses the first call's normalised graph."""
+
+    def __init__(self, normalize: bool = True, cached: bool = False):
+        super().__init__(normalize, cached)
+        self.aggr, self.flow, self.node_dim = "add", "source_to_target", -2
+
+    def forward(self, x, adj, edge_weight=None):
+        g, w = self._graph(x, adj, edge_weight)
+        msg = MESSAGES["mul"] if w is not None else MESSAGES["copy"]
+        return spmm_graph(g, x, w, msg, REDUCES["sum"], False, None)[0]
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class SpMM(_GraphModule):
+    """``Y_i = reduce_{j -> i} w_ji X_j`` as a module; ``forward(X, adj,
+    edge_weight=None)`` takes any adjacency of the module docstring."""
 
     def __init__(self, reduce="sum"):
-        super().__init__()
+        if reduce not in REDUCES:
+            raise ValueError(f"SpMM: reduce must be one of {tuple(REDUCES)}, got {reduce!r}")
+        super().__init__(normalize=False)
         self.reduce = reduce
-        self._cache = {}
-
-    def forward(self, x, adj, edge_weight=None, num_nodes=None):
-        A = _graph(adj, num_nodes if num_nodes is not None else x.shape[0], False, self._cache)
-        return spmm(A, x, self.reduce, edge_weight)
-
-
-class LGConv(torch.nn.Module):
-    """LightGCN convolution, a drop-in for ``torch_geometric.nn.LGConv``:
-    ``out = D^-1/2 A D^-1/2 x`` (with ``normalize=True``, the default).
-
-    ``adj`` is a PyG ``edge_index`` (normalised once and cached while the same
-    tensor is passed) or a hopkit.CSR (used as given when ``normalize`` is
-    False, e.g. one built with ``bipartite_adjacency``)."""
-
-    def __init__(self, normalize=True):
-        super().__init__()
-        self.normalize = normalize
-        self._cache = {}
 
     def forward(self, x, adj, edge_weight=None):
-        is_index = isinstance(adj, torch.Tensor) and adj.layout == torch.strided
-        A = _graph(adj, x.shape[0], self.normalize and is_index, self._cache)
-        if not is_index and self.normalize and A.values is None:
-            A = A.normalize("sym")
-        return spmm(A, x, "sum", edge_weight)
+        g, w = self._graph(x, adj, edge_weight)
+        msg = MESSAGES["mul"] if w is not None else MESSAGES["copy"]
+        return spmm_graph(g, x, w, msg, REDUCES[self.reduce], False, None)[0]
 
 
-class LightGCNPropagation(torch.nn.Module):
+class LightGCNPropagation(_GraphModule):
     """LightGCN's whole propagation, ``sum_l alpha_l A^l x`` over ``layers``
     hops (``combine="mean"``: alpha_l = 1 / (layers + 1)), in one fused call
-    (``hopkit.propagate``) instead of a stack of ``LGConv`` layers.
+    (``hopkit::propagate``); equal to a stack of PyG ``LGConv`` layers with
+    the same combination, for any adjacency of the module docstring."""
 
-    ``adj`` is a PyG ``edge_index`` (symmetrically normalised once and cached
-    while the same tensor is passed, like ``LGConv``) or a hopkit.CSR (used as
-    given when ``normalize`` is False, e.g. one built with
-    ``bipartite_adjacency``; normalised when it has no values)."""
+    def __init__(self, layers=3, combine="mean", normalize=True, cached=False):
+        from .ops.propagate import layer_weights
 
-    def __init__(self, layers=3, combine="mean", normalize=True):
-        super().__init__()
-        self.layers, self.combine, self.normalize = layers, combine, normalize
-        self._cache = {}
+        super().__init__(normalize, cached)
+        self.layers, self.combine = layers, combine
+        self.alpha = [float(a) for a in layer_weights("LightGCNPropagation", layers, combine)]
 
     def forward(self, x, adj, edge_weight=None):
-        is_index = isinstance(adj, torch.Tensor) and adj.layout == torch.strided
-        A = _graph(adj, x.shape[0], self.normalize and is_index, self._cache)
-        if not is_index and self.normalize and A.values is None:
-            A = A.normalize("sym")
-        return propagate(A, x, self.layers, self.combine, edge_weight)
+        g, w = self._graph(x, adj, edge_weight)
+        return _propagate_op(*g.args, x, w, self.alpha, "auto")
 
 
 def _mlp(n_in, n_hidden, n_out):
@@ -140,8 +228,8 @@ class GraphNetworkBlock(torch.nn.Module):
                                  f"{tuple(t.shape)}")
         if A.n_rows != A.n_cols:
             raise ValueError(f"{op}: A must be square (one node set), got shape {A.shape}")
-        rows = torch.from_numpy(A.row_ids().astype(np.int64))
-        cols = torch.from_numpy(A.indices.astype(np.int64))
+        g = _g.from_csr(A)
+        rows, cols = _row_ids(g), g.indices.to(torch.int64)
         e_new = self.edge_mlp(torch.cat([e, x[cols], x[rows], u.expand(A.nnz, -1)], dim=1))
         if self.message == "edge":
             agg = spmm(A, None, self.reduce, e_new)

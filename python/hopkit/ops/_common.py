@@ -35,16 +35,21 @@ def to_numpy(x):
     return x
 
 
+def check_ids_meta(op, name, a):
+    """a must be a 1-D integer array or tensor (metadata only)."""
+    if not dtype_name(a).startswith(("int", "uint")):
+        raise TypeError(f"{op}: {name} must have an integer dtype, got {dtype_name(a)}")
+    if a.ndim != 1:
+        raise ValueError(f"{op}: {name} must be 1-D, got shape {tuple(a.shape)}")
+
+
 def check_ids(op, name, a, n, of):
     """a must be a 1-D integer array (or tensor) with values in [0, n), the
     rows of ``of``; returns it as a NumPy array (dtype unchanged)."""
     a = to_numpy(a)
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{op}: {name} must have an integer dtype, got {a.dtype}")
-    if a.ndim != 1:
-        raise ValueError(f"{op}: {name} must be 1-D, got shape {a.shape}")
+    check_ids_meta(op, name, a)
     if a.size and (a.min() < 0 or a.max() >= n):
         b = int(np.flatnonzero((a < 0) | (a >= n))[0])
         raise ValueError(f"{op}: {name} must lie in [0, {n}) (rows of {of}); {name}[{b}] = "
@@ -52,19 +57,33 @@ def check_ids(op, name, a, n, of):
     return a
 
 
+def dtype_name(d) -> str:
+    """'float32', 'int64', ... of a NumPy or torch dtype (or of an array's)."""
+    d = getattr(d, "dtype", d)
+    if isinstance(d, str):
+        return d
+    if isinstance(d, (np.dtype, type)):
+        return np.dtype(d).name
+    return str(d).removeprefix("torch.")
+
+
 def check_dense(op, name, X, rows=None, dtype=None):
-    """X must be a 2-D float32/float64 array (non-contiguous input is copied)."""
-    a = to_numpy(X)
-    if not isinstance(a, np.ndarray):
+    """X must be a 2-D float32/float64 array or tensor. A NumPy array comes back
+    C-contiguous (copied if needed); a tensor comes back as it is, checked from
+    its metadata alone (so the check also runs on fake tensors under
+    torch.compile); the torch operators make it contiguous."""
+    tensor = is_tensor(X)
+    if not tensor and not isinstance(X, np.ndarray):
         raise TypeError(f"{op}: {name} must be a NumPy array or torch tensor, got "
                         f"{type(X).__name__}")
-    if a.dtype not in FLOATS:
-        raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"{op}: {name} must have the same dtype as the features ({dtype}), got "
-                        f"{a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{op}: {name} must be 2-D, got shape {a.shape}")
-    if rows is not None and a.shape[0] != rows:
-        raise ValueError(f"{op}: {name} must have {rows} rows, got {a.shape[0]}")
-    return np.ascontiguousarray(a)
+    got = dtype_name(X)
+    if got not in ("float32", "float64"):
+        raise TypeError(f"{op}: {name} must be float32 or float64, got {got}")
+    if dtype is not None and got != dtype_name(dtype):
+        raise TypeError(f"{op}: {name} must have the same dtype as the features "
+                        f"({dtype_name(dtype)}), got {got}")
+    if X.ndim != 2:
+        raise ValueError(f"{op}: {name} must be 2-D, got shape {tuple(X.shape)}")
+    if rows is not None and X.shape[0] != rows:
+        raise ValueError(f"{op}: {name} must have {rows} rows, got {X.shape[0]}")
+    return X if tensor else np.ascontiguousarray(X)

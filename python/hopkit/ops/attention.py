@@ -87,9 +87,9 @@ def attention_aggregate(A, Q, K, V, heads=1, score="dot", *, scale=None, negativ
         Vn = _cuda.check_tensor(op, "V", V, rows=A.n_cols, dtype=Qn.dtype).detach()
     else:
         _check_device(op, Q=Q, K=K, V=V)
-        Qn = _check_dense(op, "Q", Q, rows=A.n_rows)
-        Kn = _check_dense(op, "K", K, rows=A.n_cols, dtype=Qn.dtype)
-        Vn = _check_dense(op, "V", V, rows=A.n_cols, dtype=Qn.dtype)
+        Qn = Q = _check_dense(op, "Q", Q, rows=A.n_rows)
+        Kn = K = _check_dense(op, "K", K, rows=A.n_cols, dtype=Qn.dtype)
+        Vn = V = _check_dense(op, "V", V, rows=A.n_cols, dtype=Qn.dtype)
     if Kn.shape[1] != Qn.shape[1]:
         raise ValueError(f"{op}: K must have the width of Q ({Qn.shape[1]}), got {Kn.shape[1]}")
     if score == "gat":
@@ -113,10 +113,9 @@ def attention_aggregate(A, Q, K, V, heads=1, score="dot", *, scale=None, negativ
 
         args = (heads, dk, dv, SCORES[score], scale, slope, CUDA)
         return back(attention_torch(A, Q, K, V, Qn, Kn, Vn, args))
-    be = _backend.resolve(backend, op)
-    args = (heads, dk, dv, SCORES[score], scale, slope, be)
     if is_tensor(Q) or is_tensor(K) or is_tensor(V):
-        from ..autograd.attention import attention_torch
+        from ..torch_ops.attention import attention_csr
 
-        return attention_torch(A, Q, K, V, Qn, Kn, Vn, args)
-    return attention_forward_np(A, Qn, Kn, Vn, *args)[0]
+        return attention_csr(A, Q, K, V, heads, SCORES[score], scale, slope, backend)
+    be = _backend.resolve(backend, op)
+    return attention_forward_np(A, Q, K, V, heads, dk, dv, SCORES[score], scale, slope, be)[0]

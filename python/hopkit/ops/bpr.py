@@ -14,13 +14,7 @@ from ._common import check_ids as _check_ids
 def bpr_inputs(op, user_emb, item_emb, users, pos, neg):
     """Validated (Un, Vn, shared, users, pos, neg): C-contiguous tables and
     one index dtype (int32 when all three are int32, else int64)."""
-    _check_device(op, user_emb=user_emb, item_emb=item_emb, users=users, pos=pos, neg=neg)
-    shared = item_emb is user_emb
-    Un = _check_dense(op, "user_emb", user_emb)
-    Vn = Un if shared else _check_dense(op, "item_emb", item_emb, dtype=Un.dtype)
-    if Vn.shape[1] != Un.shape[1]:
-        raise ValueError(f"{op}: item_emb must have the {Un.shape[1]} columns of user_emb, "
-                         f"got shape {Vn.shape}")
+    Un, Vn, shared = bpr_tables(op, user_emb, item_emb, users, pos, neg)
     u = _check_ids(op, "users", users, Un.shape[0], "user_emb")
     p = _check_ids(op, "pos", pos, Vn.shape[0], "item_emb")
     n = _check_ids(op, "neg", neg, Vn.shape[0], "item_emb")
@@ -32,6 +26,19 @@ def bpr_inputs(op, user_emb, item_emb, users, pos, neg):
     it = np.int32 if u.dtype == p.dtype == n.dtype == np.int32 else np.int64
     u, p, n = (np.ascontiguousarray(a, dtype=it) for a in (u, p, n))
     return Un, Vn, shared, u, p, n
+
+
+def bpr_tables(op, user_emb, item_emb, users, pos, neg):
+    """(U, V, shared) checked from metadata (NumPy tables come back
+    C-contiguous, tensors as they are)."""
+    _check_device(op, user_emb=user_emb, item_emb=item_emb, users=users, pos=pos, neg=neg)
+    shared = item_emb is user_emb
+    Un = _check_dense(op, "user_emb", user_emb)
+    Vn = Un if shared else _check_dense(op, "item_emb", item_emb, dtype=Un.dtype)
+    if Vn.shape[1] != Un.shape[1]:
+        raise ValueError(f"{op}: item_emb must have the {Un.shape[1]} columns of user_emb, "
+                         f"got shape {tuple(Vn.shape)}")
+    return Un, Vn, shared
 
 
 def softplus_mean(x):
@@ -66,12 +73,13 @@ def bpr_loss(user_emb, item_emb, users, pos, neg, backend=None):
     for any thread count). CPU only in this build.
     """
     op = "bpr_loss"
+    if is_tensor(user_emb) or is_tensor(item_emb):
+        from ..torch_ops.bpr import bpr_loss_tensors
+
+        U, V, shared = bpr_tables(op, user_emb, item_emb, users, pos, neg)
+        return bpr_loss_tensors(op, U, None if shared else V, users, pos, neg, backend)
     Un, Vn, shared, u, p, n = bpr_inputs(op, user_emb, item_emb, users, pos, neg)
     be = _backend.resolve(backend, op)
-    if is_tensor(user_emb) or is_tensor(item_emb):
-        from ..autograd.bpr import bpr_loss_torch
-
-        return bpr_loss_torch(user_emb, item_emb, Un, Vn, shared, u, p, n, be)
     x = bpr_scores_np(Un, Vn, shared, u, p, n, be)
     return Un.dtype.type(softplus_mean(x))
 

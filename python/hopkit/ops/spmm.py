@@ -7,39 +7,44 @@ import numpy as np
 from .. import _backend
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
-from ._common import FLOATS as _FLOATS
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
-from ._common import to_numpy as _to_numpy
+from ._common import dtype_name
 from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
 
 REDUCES = {"sum": 0, "mean": 1, "max": 2, "min": 3}
 MESSAGES = {"copy": 0, "mul": 1, "add": 2}
 EDGE = 3  # message code: the edge features alone (X is None)
+FLOAT_NAMES = ("float32", "float64")
 
 
-def _edge_features(op, A: CSR, edge_weight, F, dtype, message):
-    """Returns (E, e_width): explicit edge_weight, else A.values, else none."""
+def _edge_features(op, A: CSR, edge_weight, F, dtype, message, torch_mode=False):
+    """Returns (E, e_width): explicit edge_weight, else A.values, else none.
+    Checked from metadata alone; a NumPy E comes back C-contiguous, a tensor
+    as it is (A.values then stay for the torch path to supply)."""
     if message == "copy":
         if edge_weight is not None:
             raise ValueError(f"{op}: message='copy' ignores edge features; pass "
                              "message='mul' or 'add' to use edge_weight")
         return None, 0
     if edge_weight is None:
+        if torch_mode:  # A.values come as a tensor (torch_ops.graph.values_of)
+            return None, (0 if A.values is None else 1)
         return A.values_as(dtype), (0 if A.values is None else 1)
-    E = _to_numpy(edge_weight)
-    if not isinstance(E, np.ndarray) or E.dtype not in _FLOATS:
+    E = edge_weight
+    if not (is_tensor(E) or isinstance(E, np.ndarray)) or dtype_name(E) not in FLOAT_NAMES:
         raise TypeError(f"{op}: edge_weight must be a float32/float64 array, got "
-                        f"{getattr(E, 'dtype', type(E).__name__)}")
-    if E.dtype != dtype:
-        raise TypeError(f"{op}: edge_weight must have the dtype of X ({dtype}), got {E.dtype}")
-    if E.shape == (A.nnz,):
-        return np.ascontiguousarray(E), 1
-    if E.shape == (A.nnz, F):
-        return np.ascontiguousarray(E), F
-    raise ValueError(f"{op}: edge_weight must have shape ({A.nnz},) or ({A.nnz}, {F}) "
-                     f"(one value or one row per nonzero of A), got {E.shape}")
+                        f"{dtype_name(E) if hasattr(E, 'dtype') else type(E).__name__}")
+    if dtype_name(E) != dtype_name(dtype):
+        raise TypeError(f"{op}: edge_weight must have the dtype of X ({dtype_name(dtype)}), got "
+                        f"{dtype_name(E)}")
+    shape = tuple(E.shape)
+    if shape not in ((A.nnz,), (A.nnz, F)):
+        raise ValueError(f"{op}: edge_weight must have shape ({A.nnz},) or ({A.nnz}, {F}) "
+                         f"(one value or one row per nonzero of A), got {shape}")
+    E = E if is_tensor(E) else np.ascontiguousarray(E)
+    return E, (1 if len(shape) == 1 else F)
 
 
 # ---------------------------------------------------------------- kernel level
@@ -163,32 +168,30 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
         out = _spmm_cuda(op, A, ins["X"], ins["edge_weight"], reduce, message, return_arg, dev)
         return back(out)
     _check_device(op, X=X, edge_weight=edge_weight)
-    be = _backend.resolve(backend, op)
     torch_mode = is_tensor(X) or is_tensor(edge_weight)
     if X is None:
         if edge_weight is None and A.values is None:
             raise ValueError(f"{op}: X is None, so edge features (edge_weight or A.values) are "
                              "required")
-        Ew = _to_numpy(edge_weight) if edge_weight is not None else A.values
+        Ew = edge_weight if edge_weight is not None else A.values
         F = 1 if Ew.ndim == 1 else Ew.shape[1]
-        dtype = Ew.dtype
-        Xn = None
-        msg_name = "mul"
+        dtype, msg_name = Ew.dtype, "mul"
     else:
-        Xn = _check_dense(op, "X", X, rows=A.n_cols)
-        F, dtype = Xn.shape[1], Xn.dtype
+        X = _check_dense(op, "X", X, rows=A.n_cols)
+        F, dtype = X.shape[1], X.dtype
         msg_name = message or "mul"
-    E, e_width = _edge_features(op, A, edge_weight, F, dtype, msg_name)
+    E, e_width = _edge_features(op, A, edge_weight, F, dtype, msg_name, torch_mode)
     msg = MESSAGES[msg_name] if e_width else MESSAGES["copy"]
     if X is None:
         msg = EDGE
     red = REDUCES[reduce]
     if torch_mode:
-        from ..autograd.spmm import spmm_torch
+        from ..torch_ops.spmm import spmm_csr
 
-        out = spmm_torch(A, X, edge_weight, Xn, F, dtype, E, e_width, msg, red, be, return_arg)
-        return out if return_arg else out[0]
-    Y, arg = spmm_forward_np(A, Xn, F, dtype, E, e_width, msg, red, be, want_arg=return_arg)
+        Y, arg = spmm_csr(A, X, E, e_width, msg, red, return_arg, backend)
+        return (Y, arg) if return_arg else Y
+    be = _backend.resolve(backend, op)
+    Y, arg = spmm_forward_np(A, X, F, dtype, E, e_width, msg, red, be, want_arg=return_arg)
     return (Y, arg) if return_arg else Y
 
 
@@ -257,19 +260,18 @@ def sddmm(A, U, V, *, scale=False, backend=None):
             raise ValueError(f"{op}: scale=True needs A.values")
         return back(sddmm_torch(A, U, V, U.detach(), V.detach(), scale, _cuda.CUDA))
     _check_device(op, U=U, V=V)
-    Un = _check_dense(op, "U", U, rows=A.n_rows)
-    Vn = _check_dense(op, "V", V, rows=A.n_cols, dtype=Un.dtype)
-    if Un.shape[1] != Vn.shape[1]:
-        raise ValueError(f"{op}: U and V must have the same width, got {Un.shape[1]} and "
-                         f"{Vn.shape[1]}")
+    U = _check_dense(op, "U", U, rows=A.n_rows)
+    V = _check_dense(op, "V", V, rows=A.n_cols, dtype=U.dtype)
+    if U.shape[1] != V.shape[1]:
+        raise ValueError(f"{op}: U and V must have the same width, got {U.shape[1]} and "
+                         f"{V.shape[1]}")
     if scale and A.values is None:
         raise ValueError(f"{op}: scale=True needs A.values")
-    be = _backend.resolve(backend, op)
     if is_tensor(U) or is_tensor(V):
-        from ..autograd.spmm import sddmm_torch
+        from ..torch_ops.spmm import sddmm_csr
 
-        return sddmm_torch(A, U, V, Un, Vn, scale, be)
-    return sddmm_np(A, Un, Vn, scale, be)
+        return sddmm_csr(A, U, V, scale, backend)
+    return sddmm_np(A, U, V, scale, _backend.resolve(backend, op))
 
 
 def sddmm_np(A: CSR, U, V, scale, be):

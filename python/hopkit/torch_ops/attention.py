@@ -1,0 +1,87 @@
+"""hopkit::attention_aggregate and its backward operator (flash-attention
+style: the backward recomputes the probabilities from the saved
+log-sum-exp; nothing per edge is kept)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import _backend
+from .graph import as_np
+
+
+@torch.library.custom_op("hopkit::attention_aggregate", mutates_args=())
+def attention_aggregate(indptr: Tensor, indices: Tensor, t_indptr: Tensor, t_indices: Tensor,
+                        n_cols: int, Q: Tensor, K: Tensor, V: Tensor, heads: int, score: int,
+                        scale: float, slope: float, backend: str) -> tuple[Tensor, Tensor]:
+    """(out [n_rows, heads * dv], lse [n_rows, heads])."""
+    be = _backend.resolve(backend, "attention_aggregate")
+    n_rows = indptr.shape[0] - 1
+    dk, dv = Q.shape[1] // heads if score == 0 else 1, V.shape[1] // heads
+    Qn = as_np(Q)
+    out = np.empty((n_rows, heads * dv), dtype=Qn.dtype)
+    lse = np.empty((n_rows, heads), dtype=Qn.dtype)
+    be.attention_forward(as_np(indptr), as_np(indices), n_rows, n_cols, Qn, as_np(K), as_np(V),
+                         heads, dk, dv, score, scale, slope, out, lse)
+    return torch.from_numpy(out), torch.from_numpy(lse)
+
+
+@attention_aggregate.register_fake
+def _(indptr, indices, t_indptr, t_indices, n_cols, Q, K, V, heads, score, scale, slope,
+      backend):
+    n_rows = indptr.shape[0] - 1
+    return Q.new_empty((n_rows, V.shape[1])), Q.new_empty((n_rows, heads))
+
+
+@torch.library.custom_op("hopkit::attention_backward", mutates_args=())
+def attention_backward(indptr: Tensor, indices: Tensor, t_indptr: Tensor, t_indices: Tensor,
+                       n_cols: int, Q: Tensor, K: Tensor, V: Tensor, heads: int, score: int,
+                       scale: float, slope: float, out: Tensor, dout: Tensor, lse: Tensor,
+                       backend: str) -> tuple[Tensor, Tensor, Tensor]:
+    be = _backend.resolve(backend, "attention_aggregate")
+    n_rows = indptr.shape[0] - 1
+    dk, dv = Q.shape[1] // heads if score == 0 else 1, V.shape[1] // heads
+    Qn, Kn, Vn = as_np(Q), as_np(K), as_np(V)
+    dQ, dK, dV = np.empty_like(Qn), np.empty_like(Kn), np.empty_like(Vn)
+    be.attention_backward(as_np(indptr), as_np(indices), as_np(t_indptr), as_np(t_indices),
+                          n_rows, n_cols, Qn, Kn, Vn, heads, dk, dv, score, scale, slope,
+                          as_np(out), as_np(dout), as_np(lse), dQ, dK, dV)
+    return torch.from_numpy(dQ), torch.from_numpy(dK), torch.from_numpy(dV)
+
+
+@attention_backward.register_fake
+def _(indptr, indices, t_indptr, t_indices, n_cols, Q, K, V, heads, score, scale, slope, out,
+      dout, lse, backend):
+    return torch.empty_like(Q), torch.empty_like(K), torch.empty_like(V)
+
+
+def _setup(ctx, inputs, output):
+    # Saved so that autograd detects in-place changes of the inputs or the
+    # output between forward and backward (the kernels read them).
+    ctx.save_for_backward(*inputs[5:8], *output)
+    ctx.graph, ctx.cfg = inputs[:5], inputs[8:]
+
+
+def _backward(ctx, dout, _dlse):
+    Q, K, V, out, lse = ctx.saved_tensors
+    dQ, dK, dV = attention_backward(*ctx.graph, Q, K, V, *ctx.cfg[:4], out, dout.contiguous(),
+                                    lse, ctx.cfg[4])
+    need = ctx.needs_input_grad[5:8]
+    return (None,) * 5 + tuple(g if n else None for g, n in zip((dQ, dK, dV), need,
+                                                                 strict=True)) + (None,) * 5
+
+
+attention_aggregate.register_autograd(_backward, setup_context=_setup)
+
+
+def attention_csr(A, Q, K, V, heads, score, scale, slope, backend):
+    """hopkit.attention_aggregate's torch path, on validated inputs."""
+    from .graph import from_csr
+    from .spmm import as_tensor
+
+    g = from_csr(A)
+    return attention_aggregate(g.indptr, g.indices, g.t_indptr, g.t_indices, g.n_cols,
+                               as_tensor(Q), as_tensor(K), as_tensor(V), heads, score, scale,
+                               slope, backend or "auto")[0]

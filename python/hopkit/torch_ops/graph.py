@@ -1,0 +1,152 @@
+"""The graph at the operator boundary: plain tensors, never a Python object.
+
+A :class:`Graph` holds a CSR (``indptr``, ``indices``: rows are targets) and
+its transpose (``t_indptr``, ``t_indices``), each with an optional edge-id map
+(``eid``, ``t_eid``: the position in the caller's edge order of every stored
+edge). Edge features always stay in the caller's order and the kernels read
+them through the map, so a backward pass runs the same operator on
+``graph.T`` (the two sides swapped) and double backward needs nothing more.
+
+* From a ``hopkit.CSR``: its own order is the caller's (``eid`` is None); the
+  transpose is ``A.T`` (computed once and cached on A) with its ``perm``.
+  Inside a compiled region whose CSR has no cached transpose yet, the
+  transpose is computed in-graph by ``hopkit::csr_transpose`` (never cached:
+  the CSR only ever caches what was computed from its own arrays).
+* From a PyG ``edge_index``: ``hopkit::edge_index_csr`` groups the edges by
+  target and by source (stable counting sorts, duplicates kept), so edge
+  weights are read in ``edge_index`` column order, as PyG reads them. Built on
+  every call: there is no cache to go stale.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import _backend
+
+
+class Graph(NamedTuple):
+    indptr: Tensor
+    indices: Tensor
+    eid: Tensor | None
+    t_indptr: Tensor
+    t_indices: Tensor
+    t_eid: Tensor | None
+    n_rows: int
+    n_cols: int
+
+    @property
+    def T(self) -> Graph:
+        return Graph(self.t_indptr, self.t_indices, self.t_eid, self.indptr, self.indices,
+                     self.eid, self.n_cols, self.n_rows)
+
+    @property
+    def fwd(self):
+        """The operator arguments of this side: (indptr, indices, eid)."""
+        return self.indptr, self.indices, self.eid
+
+    @property
+    def args(self):
+        """The six structure tensors and n_cols, as the operators take them."""
+        return (self.indptr, self.indices, self.eid, self.t_indptr, self.t_indices, self.t_eid,
+                self.n_cols)
+
+
+def as_np(t):
+    """A tensor reaching an operator's CPU kernel as a C-contiguous NumPy view."""
+    return None if t is None else np.ascontiguousarray(t.detach().numpy())
+
+
+def from_np(a) -> Tensor:
+    """A read-only NumPy array (a CSR's) as a tensor view; never written."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch warns on read-only arrays
+        return torch.from_numpy(a)
+
+
+def from_csr(A) -> Graph:
+    """The Graph of a hopkit.CSR (cached on A once its transpose is known)."""
+    g = A._cache.get("torch_graph")
+    if g is not None:
+        return g
+    ip, ix = from_np(A.indptr), from_np(A.indices)
+    if "T" in A._cache or not torch.compiler.is_compiling():
+        from ..ops.spmm import transpose_perm
+
+        AT = A.T
+        g = Graph(ip, ix, None, from_np(AT.indptr), from_np(AT.indices),
+                  from_np(transpose_perm(A)), A.n_rows, A.n_cols)
+        A._cache["torch_graph"] = g
+        return g
+    ti, tx, tp = torch.ops.hopkit.csr_transpose(ip, ix, A.n_cols, "auto")
+    return Graph(ip, ix, None, ti, tx, tp, A.n_rows, A.n_cols)
+
+
+def values_of(A, dtype) -> Tensor | None:
+    """A.values as a tensor of ``dtype`` (cached on A), or None."""
+    if A.values is None:
+        return None
+    key = ("torch_values", dtype)
+    v = A._cache.get(key)
+    if v is None:
+        v = from_np(A.values_as(np.float64 if dtype == torch.float64 else np.float32))
+        A._cache[key] = v
+    return v
+
+
+def from_edge_index(edge_index: Tensor, num_nodes: int, backend=None) -> Graph:
+    ip, ix, eid, ti, tx, teid = torch.ops.hopkit.edge_index_csr(edge_index, num_nodes,
+                                                                backend or "auto")
+    return Graph(ip, ix, eid, ti, tx, teid, num_nodes, num_nodes)
+
+
+# ---------------------------------------------------------------- operators
+@torch.library.custom_op("hopkit::csr_transpose", mutates_args=())
+def csr_transpose(indptr: Tensor, indices: Tensor, n_cols: int,
+                  backend: str) -> tuple[Tensor, Tensor, Tensor]:
+    """(t_indptr, t_indices, perm) of a validated CSR: edge t of the transpose
+    is edge perm[t] of the CSR."""
+    be = _backend.resolve(backend, "csr_transpose")
+    ti, tx, perm = be.csr_transpose(as_np(indptr), as_np(indices), n_cols)
+    return torch.from_numpy(ti), torch.from_numpy(tx), torch.from_numpy(perm)
+
+
+@csr_transpose.register_fake
+def _(indptr, indices, n_cols, backend):
+    return (indptr.new_empty(n_cols + 1), indices.new_empty(indices.shape),
+            indptr.new_empty(indices.shape))
+
+
+@torch.library.custom_op("hopkit::edge_index_csr", mutates_args=())
+def edge_index_csr(edge_index: Tensor, num_nodes: int,
+                   backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """A PyG edge_index [2, E] grouped by target (CSR rows) and by source
+    (the transpose), duplicates kept, each with its edge-id map."""
+    ei = edge_index.detach().numpy()
+    if ei.size:
+        bad = (ei < 0) | (ei >= num_nodes)
+        if bad.any():
+            r, c = (int(v[0]) for v in np.nonzero(bad))
+            raise ValueError(f"hopkit.nn: edge_index must lie in [0, {num_nodes}) (num_nodes); "
+                             f"edge_index[{r}, {c}] = {int(ei[r, c])}")
+    src, dst = np.ascontiguousarray(ei[0]), np.ascontiguousarray(ei[1])
+    be = _backend.resolve(backend, "edge_index_csr")
+    one = np.arange(src.shape[0] + 1, dtype=np.int64)  # one row per edge
+    ip_d, _, eid_d = be.csr_transpose(one, dst, num_nodes)
+    ip_s, _, eid_s = be.csr_transpose(one, src, num_nodes)
+    return tuple(torch.from_numpy(np.ascontiguousarray(a))
+                 for a in (ip_d, src[eid_d], eid_d, ip_s, dst[eid_s], eid_s))
+
+
+@edge_index_csr.register_fake
+def _(edge_index, num_nodes, backend):
+    E = edge_index.shape[1]
+    ip = edge_index.new_empty(num_nodes + 1, dtype=torch.int64)
+    ix = edge_index.new_empty(E)
+    eid = edge_index.new_empty(E, dtype=torch.int64)
+    return ip, ix, eid, ip.clone(), ix.clone(), eid.clone()

@@ -1,0 +1,60 @@
+"""hopkit::propagate: ``sum_l alpha_l A^l X`` in one call. Linear in X: the
+backward is the same operator on the transposed side (``sum_l alpha_l
+(A^T)^l dY``), so double backward comes for free."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import _backend
+from .graph import Graph, as_np
+from .spmm import _NP
+
+
+@torch.library.custom_op("hopkit::propagate", mutates_args=())
+def propagate(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
+              t_indices: Tensor, t_eid: Tensor | None, n_cols: int, X: Tensor,
+              E: Tensor | None, alpha: list[float], backend: str) -> Tensor:
+    be = _backend.resolve(backend, "propagate")
+    n_rows, F = indptr.shape[0] - 1, X.shape[1]
+    out = np.empty((n_rows, F), dtype=_NP[X.dtype])
+    work = np.empty((n_rows, F), dtype=out.dtype) if len(alpha) > 2 else None
+    be.propagate(as_np(indptr), as_np(indices), n_rows, n_cols, as_np(X), F, as_np(E),
+                 as_np(eid), np.asarray(alpha, dtype=np.float64), out, work)
+    return torch.from_numpy(out)
+
+
+@propagate.register_fake
+def _(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, alpha, backend):
+    return X.new_empty((indptr.shape[0] - 1, X.shape[1]))
+
+
+def _setup(ctx, inputs, output):
+    indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, _, E, alpha, backend = inputs
+    ctx.graph = Graph(indptr, indices, eid, t_indptr, t_indices, t_eid,
+                      indptr.shape[0] - 1, n_cols)
+    ctx.alpha, ctx.backend = alpha, backend
+    ctx.save_for_backward(E)
+
+
+def _backward(ctx, dY):
+    dX = None
+    if ctx.needs_input_grad[7]:
+        dX = propagate(*ctx.graph.T.args, dY.contiguous(), ctx.saved_tensors[0], ctx.alpha, ctx.backend)
+    return None, None, None, None, None, None, None, dX, None, None, None
+
+
+propagate.register_autograd(_backward, setup_context=_setup)
+
+
+def propagate_csr(A, X, E, alpha, backend):
+    """hopkit.propagate's torch path: E None means A.values (or none)."""
+    from .graph import from_csr, values_of
+    from .spmm import as_tensor
+
+    X, E = as_tensor(X), as_tensor(E)
+    if E is None:
+        E = values_of(A, X.dtype)
+    return propagate(*from_csr(A).args, X, E, [float(a) for a in alpha], backend or "auto")

@@ -1,0 +1,221 @@
+"""hopkit::spmm, hopkit::sddmm and the spmm gradient operators.
+
+Arguments: the Graph's six structure tensors and n_cols (see graph.py), X
+[n_cols, F] or None (edge features alone), E (edge features in the caller's
+edge order: [nnz], [nnz, F] or None), the message and reduce codes of
+``hopkit.ops.spmm`` and the backend name. Sum and mean are linear in X and
+their backward is this operator again, on the transposed side, so they have
+double backward; max/min backward scatters through the arg kept from the
+forward (first order only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import _backend
+from ..ops.spmm import EDGE, MESSAGES, REDUCES
+from .graph import Graph, as_np
+
+MUL, COPY, ADD = MESSAGES["mul"], MESSAGES["copy"], MESSAGES["add"]
+SUM, MEAN = REDUCES["sum"], REDUCES["mean"]
+_NP = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _width(X, E):
+    if X is not None:
+        return X.shape[1]
+    return 1 if E.dim() == 1 else E.shape[1]
+
+
+def _e_width(E, F):
+    return 0 if E is None else (1 if E.dim() == 1 else F)
+
+
+@torch.library.custom_op("hopkit::spmm", mutates_args=())
+def spmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
+         t_indices: Tensor, t_eid: Tensor | None, n_cols: int, X: Tensor | None,
+         E: Tensor | None, message: int, reduce: int, want_arg: bool,
+         backend: str) -> tuple[Tensor, Tensor]:
+    """(Y [n_rows, F], arg [n_rows, F] for max/min when want_arg, else [0])."""
+    be = _backend.resolve(backend, "spmm")
+    n_rows = indptr.shape[0] - 1
+    F = _width(X, E)
+    dtype = (X if X is not None else E).dtype
+    Y = np.empty((n_rows, F), dtype=_NP[dtype])
+    arg = np.empty((n_rows, F), dtype=np.int64) if reduce >= 2 and want_arg else None
+    be.spmm_forward(as_np(indptr), as_np(indices), n_rows, n_cols, as_np(X), F, as_np(E),
+                    _e_width(E, F), as_np(eid), message, reduce, Y, arg)
+    return torch.from_numpy(Y), (torch.from_numpy(arg) if arg is not None
+                                 else torch.empty(0, dtype=torch.int64))
+
+
+@spmm.register_fake
+def _(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, message, reduce,
+      want_arg, backend):
+    ref = X if X is not None else E
+    n_rows = indptr.shape[0] - 1
+    F = _width(X, E)
+    Y = ref.new_empty((n_rows, F))
+    arg = ref.new_empty((n_rows, F) if reduce >= 2 and want_arg else (0,), dtype=torch.int64)
+    return Y, arg
+
+
+def _mean_scaled(indptr, dY, reduce):
+    if reduce != MEAN:
+        return dY
+    deg = (indptr[1:] - indptr[:-1]).to(dY.dtype)
+    return dY * torch.where(deg > 0, 1.0 / deg.clamp(min=1), torch.zeros_like(deg))[:, None]
+
+
+def _spmm_setup(ctx, inputs, output):
+    (indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, message, reduce, _,
+     backend) = inputs
+    ctx.graph = Graph(indptr, indices, eid, t_indptr, t_indices, t_eid,
+                      indptr.shape[0] - 1, n_cols)
+    ctx.cfg = (message, reduce, backend)
+    ctx.save_for_backward(X, E, output[1])
+
+
+def _spmm_backward(ctx, dY, _darg):
+    g, (message, reduce, backend) = ctx.graph, ctx.cfg
+    X, E, arg = ctx.saved_tensors
+    need_x, need_e = ctx.needs_input_grad[7], ctx.needs_input_grad[8]
+    dX = dE = None
+    dY = dY.contiguous()
+    if need_x and message != EDGE:
+        if reduce >= 2:
+            dX = torch.ops.hopkit.spmm_arg_grad_x(*g.fwd, n_cols=g.n_cols, X=X, E=E,
+                                                  message=message, reduce=reduce, dY=dY,
+                                                  arg=arg, backend=backend)
+        else:
+            Et = E if message == MUL else None
+            dX = spmm(*g.T.args, _mean_scaled(g.indptr, dY, reduce), Et,
+                      MUL if Et is not None else COPY, SUM, False, backend)[0]
+    if need_e:
+        Z = _mean_scaled(g.indptr, dY, reduce) if reduce < 2 else dY
+        if reduce < 2 and message == MUL and E.dim() == 1:
+            dE = sddmm(*g.args, Z, X, backend)
+        else:
+            dE = torch.ops.hopkit.spmm_edge_grad(*g.fwd, n_cols=g.n_cols, X=X, E=E,
+                                                 message=message, reduce=reduce, dY=Z,
+                                                 arg=arg, backend=backend)
+    return None, None, None, None, None, None, None, dX, dE, None, None, None, None
+
+
+spmm.register_autograd(_spmm_backward, setup_context=_spmm_setup)
+
+
+@torch.library.custom_op("hopkit::spmm_arg_grad_x", mutates_args=())
+def spmm_arg_grad_x(indptr: Tensor, indices: Tensor, eid: Tensor | None, n_cols: int,
+                    X: Tensor | None, E: Tensor | None, message: int, reduce: int, dY: Tensor,
+                    arg: Tensor, backend: str) -> Tensor:
+    """d loss / d X of max/min: dY scattered to the winning edges' sources."""
+    be = _backend.resolve(backend, "spmm")
+    F = dY.shape[1]
+    dX = np.empty((n_cols, F), dtype=_NP[dY.dtype])
+    be.spmm_arg_grad_x(as_np(indptr), as_np(indices), indptr.shape[0] - 1, n_cols, as_np(X), F,
+                       as_np(E), _e_width(E, F), as_np(eid), message, reduce, as_np(dY),
+                       as_np(arg), dX)
+    return torch.from_numpy(dX)
+
+
+@spmm_arg_grad_x.register_fake
+def _(indptr, indices, eid, n_cols, X, E, message, reduce, dY, arg, backend):
+    return dY.new_empty((n_cols, dY.shape[1]))
+
+
+@torch.library.custom_op("hopkit::spmm_edge_grad", mutates_args=())
+def spmm_edge_grad(indptr: Tensor, indices: Tensor, eid: Tensor | None, n_cols: int,
+                   X: Tensor | None, E: Tensor, message: int, reduce: int, dY: Tensor,
+                   arg: Tensor, backend: str) -> Tensor:
+    """d loss / d E (E's shape, the caller's edge order); dY already divided
+    by the row length for mean."""
+    be = _backend.resolve(backend, "spmm")
+    F = dY.shape[1]
+    dE = np.empty(tuple(E.shape), dtype=_NP[dY.dtype])
+    be.spmm_edge_grad(as_np(indptr), as_np(indices), indptr.shape[0] - 1, n_cols, as_np(X), F,
+                      as_np(E), _e_width(E, F), as_np(eid), message, reduce, as_np(dY),
+                      as_np(arg) if reduce >= 2 else None, dE)
+    return torch.from_numpy(dE)
+
+
+@spmm_edge_grad.register_fake
+def _(indptr, indices, eid, n_cols, X, E, message, reduce, dY, arg, backend):
+    return E.new_empty(E.shape)
+
+
+@torch.library.custom_op("hopkit::sddmm", mutates_args=())
+def sddmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
+          t_indices: Tensor, t_eid: Tensor | None, n_cols: int, U: Tensor, V: Tensor,
+          backend: str) -> Tensor:
+    """out[e] = <U[i], V[j]> per stored edge (i, j), in the caller's edge order."""
+    be = _backend.resolve(backend, "sddmm")
+    F = U.shape[1]
+    out = np.empty(indices.shape[0], dtype=_NP[U.dtype])
+    be.spmm_edge_grad(as_np(indptr), as_np(indices), indptr.shape[0] - 1, n_cols, as_np(V), F,
+                      None, 1, as_np(eid), MUL, SUM, as_np(U), None, out)
+    return torch.from_numpy(out)
+
+
+@sddmm.register_fake
+def _(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, U, V, backend):
+    return U.new_empty(indices.shape[0])
+
+
+def _sddmm_setup(ctx, inputs, output):
+    indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, U, V, backend = inputs
+    ctx.graph = Graph(indptr, indices, eid, t_indptr, t_indices, t_eid,
+                      indptr.shape[0] - 1, n_cols)
+    ctx.backend = backend
+    ctx.save_for_backward(U, V)
+
+
+def _sddmm_backward(ctx, g):
+    G, be = ctx.graph, ctx.backend
+    U, V = ctx.saved_tensors
+    g = g.contiguous()
+    dU = dV = None
+    if ctx.needs_input_grad[7]:  # dU = A_g V
+        dU = spmm(*G.args, V, g, MUL, SUM, False, be)[0]
+    if ctx.needs_input_grad[8]:  # dV = A_g^T U
+        dV = spmm(*G.T.args, U, g, MUL, SUM, False, be)[0]
+    return None, None, None, None, None, None, None, dU, dV, None
+
+
+sddmm.register_autograd(_sddmm_backward, setup_context=_sddmm_setup)
+
+
+# ---------------------------------------------------------------- entry points
+def as_tensor(x):
+    return x if x is None or isinstance(x, Tensor) else torch.from_numpy(x)
+
+
+def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend):
+    """(Y, arg or None) on validated inputs. The max/min arg is computed only
+    when asked for or needed by a backward pass."""
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (X, E))
+    keep = reduce >= 2 and (want_arg or needs_grad)
+    Y, arg = spmm(*g.args, X, E, message, reduce, keep, backend or "auto")
+    return Y, (arg if want_arg else None)
+
+
+def spmm_csr(A, X, E, e_width, message, reduce, want_arg, backend):
+    """hopkit.spmm's torch path: E None with e_width 1 means A.values."""
+    from .graph import from_csr, values_of
+
+    X, E = as_tensor(X), as_tensor(E)
+    if E is None and e_width:
+        E = values_of(A, X.dtype)
+    return spmm_graph(from_csr(A), X, E, message, reduce, want_arg, backend)
+
+
+def sddmm_csr(A, U, V, scale, backend):
+    from .graph import from_csr, values_of
+
+    U, V = as_tensor(U), as_tensor(V)
+    out = sddmm(*from_csr(A).args, U, V, backend or "auto")
+    return out * values_of(A, U.dtype) if scale else out
