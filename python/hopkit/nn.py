@@ -164,7 +164,8 @@ class LightGCNPropagation(_GraphModule):
 
         super().__init__(normalize, cached)
         self.layers, self.combine = layers, combine
-        self.alpha = [float(a) for a in layer_weights("LightGCNPropagation", layers, combine)]
+        self.register_buffer("alpha", torch.from_numpy(
+            layer_weights("LightGCNPropagation", layers, combine)), persistent=False)
 
     def forward(self, x, adj, edge_weight=None):
         g, w = self._graph(x, adj, edge_weight)

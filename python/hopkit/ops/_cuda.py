@@ -59,6 +59,8 @@ def _acc_dtype(dtype):
 
 # ---------------------------------------------------------------- device routing
 def _is_cupy(x) -> bool:
+    if x is None or is_tensor(x) or isinstance(x, np.ndarray):
+        return False  # the common cases, decided without string work (torch.compile traces this)
     return type(x).__module__.split(".")[0] == "cupy" and hasattr(x, "__cuda_array_interface__")
 
 

@@ -16,13 +16,15 @@ from .spmm import _NP
 @torch.library.custom_op("hopkit::propagate", mutates_args=())
 def propagate(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
               t_indices: Tensor, t_eid: Tensor | None, n_cols: int, X: Tensor,
-              E: Tensor | None, alpha: list[float], backend: str) -> Tensor:
+              E: Tensor | None, alpha: Tensor, backend: str) -> Tensor:
+    """alpha: the L + 1 layer weights, float64 [L + 1] (a tensor, so that
+    dynamic shapes never turn them into symbolic floats)."""
     be = _backend.resolve(backend, "propagate")
     n_rows, F = indptr.shape[0] - 1, X.shape[1]
     out = np.empty((n_rows, F), dtype=_NP[X.dtype])
-    work = np.empty((n_rows, F), dtype=out.dtype) if len(alpha) > 2 else None
+    work = np.empty((n_rows, F), dtype=out.dtype) if alpha.shape[0] > 2 else None
     be.propagate(as_np(indptr), as_np(indices), n_rows, n_cols, as_np(X), F, as_np(E),
-                 as_np(eid), np.asarray(alpha, dtype=np.float64), out, work)
+                 as_np(eid), as_np(alpha.to(torch.float64)), out, work)
     return torch.from_numpy(out)
 
 
@@ -35,14 +37,14 @@ def _setup(ctx, inputs, output):
     indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, _, E, alpha, backend = inputs
     ctx.graph = Graph(indptr, indices, eid, t_indptr, t_indices, t_eid,
                       indptr.shape[0] - 1, n_cols)
-    ctx.alpha, ctx.backend = alpha, backend
-    ctx.save_for_backward(E)
+    ctx.backend = backend
+    ctx.save_for_backward(E, alpha)
 
 
 def _backward(ctx, dY):
     dX = None
     if ctx.needs_input_grad[7]:
-        dX = propagate(*ctx.graph.T.args, dY.contiguous(), ctx.saved_tensors[0], ctx.alpha, ctx.backend)
+        dX = propagate(*ctx.graph.T.args, dY.contiguous(), *ctx.saved_tensors, ctx.backend)
     return None, None, None, None, None, None, None, dX, None, None, None
 
 
@@ -57,4 +59,8 @@ def propagate_csr(A, X, E, alpha, backend):
     X, E = as_tensor(X), as_tensor(E)
     if E is None:
         E = values_of(A, X.dtype)
-    return propagate(*from_csr(A).args, X, E, [float(a) for a in alpha], backend or "auto")
+    return propagate(*from_csr(A).args, X, E, alpha_tensor(alpha), backend or "auto")
+
+
+def alpha_tensor(alpha):
+    return torch.as_tensor(alpha, dtype=torch.float64)
