@@ -284,8 +284,8 @@ def test_tampered_arrays_are_model_errors(saved, tmp_path, kind, arrays, match):
 
 
 @pytest.mark.parametrize("kind, meta, match", [
-    ("pop", lambda m: m.update(n_items=31, item_ids={"range": 31}), r"model.npz: array 'item_score' has shape \(30,\), expected "
-                                 r"\(31,\)"),
+    ("pop", lambda m: m.update(n_items=31, item_ids={"range": 31}),
+     r"model.npz: array 'item_score' has shape \(30,\), expected \(31,\)"),
     ("pop", _set("user_ids", {"int": list(range(59))}), r"model.json: user_ids has 59 ids, "
                                                         r"expected 60 \(n_users\)"),
     ("pop", _set("item_ids", {"range": 29}), r"item_ids has 29 ids, expected 30"),
