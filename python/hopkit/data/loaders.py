@@ -40,6 +40,12 @@ Rules shared by all formats:
   occurs in the training file): ``unseen="skip"`` (default) drops the test
   interaction and counts it in ``Dataset.skipped``; ``unseen="error"`` raises
   with file name and line number.
+* **Reading.** Regular files only; decoded strictly with ``encoding``
+  (undecodable bytes are a DataError naming file:line); lines end at ``\\n``
+  or ``\\r\\n`` only and whitespace-separated fields split on spaces and
+  tabs only. Integer ids are ASCII digits with an optional ``-``, within
+  int64. lightgcn ids at or beyond ``DENSE_ID_MARGIN + DENSE_IDS_PER_TOKEN *
+  (ids in the files)`` are refused (``remap_ids=True`` numbers them densely).
 * **Errors.** A missing path is a ``FileNotFoundError``; an empty file, a
   malformed line, a non-integer id where integers are required or a
   non-numeric rating/timestamp raise ``DataError`` (a ``ValueError``) naming
