@@ -155,6 +155,12 @@ def test_lines_split_on_newline_only(tmp_path, ch):
     assert load(str(p)).user_ids.tolist() == sorted([f"u{ch}1", "u2"])  # the id is kept whole
 
 
+def test_lone_carriage_return_is_an_error(tmp_path):
+    p = write(tmp_path / "r.csv", "1,2\n3,4\r5,6\r\n")
+    with pytest.raises(DataError, match=r"r.csv:2: a carriage return"):
+        load(p)
+
+
 @pytest.mark.parametrize("big", [2**63, 2**64, 10**30])
 def test_ids_beyond_int64_are_data_errors(tmp_path, big):
     write(tmp_path / "train.txt", f"0 1\n1 {big}\n")

@@ -196,6 +196,10 @@ def _read_lines(path, encoding="utf-8"):
                         f"{encoding} ({e.reason}); pass the file's encoding, e.g. "
                         "encoding='latin-1' (CLI: --encoding latin-1)") from None
     lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    if "\r" in text.replace("\r\n", ""):  # would fuse lines into wrong ids silently
+        n = next(n for n, line in enumerate(lines, 1) if "\r" in line)
+        raise DataError(f"{path}:{n}: a carriage return (\\r) not followed by \\n; lines must "
+                        "end with \\n or \\r\\n (convert old Mac line ends first)")
     if not any(line.strip(" \t") for line in lines):
         raise DataError(f"{path}: the file is empty (no interactions)")
     return lines
