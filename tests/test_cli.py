@@ -99,3 +99,71 @@ def test_user_error_in_a_subprocess_has_no_traceback(gf_model):
                        env=env, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "unknown user 'nobody'" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def run_cli(argv, capsys):
+    """(exit code, stderr) of main(argv), argparse's own exits included."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "DATA", "--model", "graph-filter", "--rank", "-5", "--out", "OUT"],
+     "argument --rank: must be an integer >= 1, got '-5'"),
+    (["train", "--data", "DATA", "--model", "graph-filter", "--rank", "abc", "--out", "OUT"],
+     "argument --rank: must be an integer >= 1, got 'abc'"),
+    (["train", "--data", "DATA", "--eval-every", "0", "--out", "OUT"],
+     "argument --eval-every: must be an integer >= 1, got '0'"),
+    (["train", "--data", "DATA", "--lr", "nan", "--out", "OUT"],
+     "argument --lr: must be a number > 0, got 'nan'"),
+    (["train", "--data", "DATA", "--ema", "1", "--out", "OUT"],
+     "argument --ema: must be a number in [0, 1), got '1'"),
+    (["train", "--data", "DATA", "--model", "graph-filter", "--out", "FILE"],
+     "exists and is not a directory"),
+    (["train", "--data", "DATA", "--model", "graph-filter", "--out", "FILE/sub"],
+     "Not a directory"),
+    (["train", "--data", "FIFO", "--out", "OUT"], "not a regular file"),
+    (["train", "--data", "LATIN1", "--out", "OUT"], "--encoding latin-1"),
+    (["evaluate", "--model", "MODEL", "--data", "DATA", "-k", "0"],
+     "argument -k: must be an integer >= 1, got '0'"),
+    (["recommend", "--model", "MODEL", "--user", "1_0"], "unknown user '1_0'"),
+    (["recommend", "--model", "TRUNCATED", "--user", "1"], "model.npz: unreadable model arrays"),
+    (["demo", "--users", "-3"], "argument --users: must be an integer >= 1, got '-3'"),
+    (["nonsense"], "invalid choice: 'nonsense'"),
+])
+def test_more_user_errors_exit_2_with_one_line(tmp_path, data_dir, gf_model, argv, message,
+                                                capsys):
+    import shutil
+
+    (tmp_path / "file").write_text("x")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "l.csv").write_bytes(b"user,item\nZo\xeb,1\nZo\xe4,1\n")
+    shutil.copytree(gf_model, tmp_path / "trunc")
+    (tmp_path / "trunc" / "model.npz").write_bytes(b"PK\x03\x04")
+    repl = {"OUT": str(tmp_path / "o"), "MODEL": str(gf_model), "DATA": data_dir,
+            "FILE": str(tmp_path / "file"), "FILE/sub": str(tmp_path / "file" / "sub"),
+            "FIFO": str(tmp_path / "fifo"), "LATIN1": str(tmp_path / "l.csv"),
+            "TRUNCATED": str(tmp_path / "trunc")}
+    code, err = run_cli([repl.get(a, a) for a in argv], capsys)
+    assert code == 2 and err.startswith("hopkit") and " error: " in err, err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_encoding_and_remap_options(tmp_path, capsys):
+    p = tmp_path / "l.csv"
+    p.write_bytes(b"user,item\nZo\xeb,1\nZo\xe4,1\nZo\xe4,2\n")
+    assert main(["train", "--data", str(p), "--model", "graph-filter", "--rank", "1",
+                 "--encoding", "latin-1", "--out", str(tmp_path / "m")]) == 0
+    assert "2 users, 2 items" in capsys.readouterr().out
+    d = tmp_path / "sparse"
+    d.mkdir()
+    (d / "train.txt").write_text("0 1 5000000000\n3 1\n")
+    code, err = run_cli(["train", "--data", str(d), "--model", "graph-filter", "--out",
+                         str(tmp_path / "m2")], capsys)
+    assert code == 2 and "--remap-ids" in err, err
+    assert main(["train", "--data", str(d), "--model", "graph-filter", "--rank", "1",
+                 "--remap-ids", "--out", str(tmp_path / "m2")]) == 0
+    assert "2 users, 2 items" in capsys.readouterr().out

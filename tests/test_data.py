@@ -1,5 +1,7 @@
 """hopkit.data loaders and splits on small files written to tmp_path."""
 
+import os
+
 import pytest
 from hopkit.data import DataError, load, split_leave_last, split_random, synthetic
 
@@ -25,7 +27,7 @@ def test_lightgcn_dir(tmp_path):
 
 def test_lightgcn_non_integer(tmp_path):
     write(tmp_path / "train.txt", "0 0 1 2\n1 2 x\n2 1\n")
-    with pytest.raises(DataError, match=r"train.txt:2: .*integer ids, got 'x'"):
+    with pytest.raises(DataError, match=r"train.txt:2: lightgcn id must be an integer, got 'x'"):
         load(str(tmp_path), format="lightgcn")
 
 
@@ -128,3 +130,91 @@ def test_leave_last(tmp_path):
     assert dense(ds.train).tolist() == [[0, 1, 1], [1, 0, 0], [0, 1, 0]]
     with pytest.raises(ValueError, match="timestamps"):
         split_leave_last(load(write(tmp_path / "x.csv", "1,2\n")))
+
+
+# ---------------------------------------------------------------------------- hostile files
+def test_undecodable_bytes_name_file_line_and_encoding_option(tmp_path):
+    p = tmp_path / "r.csv"
+    p.write_bytes(b"user,item\nZo\xeb,1\nZo\xe4,1\n")
+    with pytest.raises(DataError, match=r"r.csv:2: .*not valid utf-8.*encoding="):
+        load(str(p))
+    ds = load(str(p), encoding="latin-1")  # two distinct users, not one merged
+    assert ds.user_ids.tolist() == ["Zoä", "Zoë"]
+    with pytest.raises(ValueError, match="load: unknown encoding 'nope'"):
+        load(str(p), encoding="nope")
+
+
+@pytest.mark.parametrize("ch", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",
+                                "\u2029"])
+def test_lines_split_on_newline_only(tmp_path, ch):
+    p = tmp_path / "r.csv"
+    p.write_text(f"u{ch}1,a\r\nu2,b\nu3\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"r.csv:3: expected at least 2 fields"):
+        load(str(p))
+    p.write_text(f"u{ch}1,a\r\nu2,b\r\n", encoding="utf-8")
+    assert load(str(p)).user_ids.tolist() == sorted([f"u{ch}1", "u2"])  # the id is kept whole
+
+
+def test_lone_carriage_return_is_an_error(tmp_path):
+    p = write(tmp_path / "r.csv", "1,2\n3,4\r5,6\r\n")
+    with pytest.raises(DataError, match=r"r.csv:2: a carriage return"):
+        load(p)
+
+
+@pytest.mark.parametrize("big", [2**63, 2**64, 10**30])
+def test_ids_beyond_int64_are_data_errors(tmp_path, big):
+    write(tmp_path / "train.txt", f"0 1\n1 {big}\n")
+    with pytest.raises(DataError, match=rf"train.txt:2: .*{big}.*64-bit"):
+        load(str(tmp_path / "train.txt"), format="lightgcn")
+    p = write(tmp_path / "ratings.dat", f"1::2::5::9\n{big}::2::5::9\n")
+    with pytest.raises(DataError, match=rf"ratings.dat:2: user id .*{big}.*64-bit"):
+        load(p)
+    # csv ids may be any token: ones beyond int64 keep every id of the column a string
+    ds = load(write(tmp_path / "e.csv", f"1,2\n{big},2\n"))
+    assert ds.user_ids.tolist() == sorted(["1", str(big)])
+
+
+def test_lightgcn_ids_far_beyond_the_file_are_refused(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    write(d / "train.txt", "0 1 2\n1 1000000000\n")
+    write(d / "test.txt", "0 3\n")
+    with pytest.raises(DataError, match=r"train.txt:2: item id 1000000000 .*remap_ids=True"):
+        load(str(d))
+    write(d / "train.txt", "0 1 2\n1000000000 1\n")
+    with pytest.raises(DataError, match=r"train.txt:2: user id 1000000000 "):
+        load(str(d))
+    write(d / "train.txt", "0 1 2\n7 1000000000\n")
+    ds = load(str(d), remap_ids=True)
+    assert ds.user_ids.tolist() == [0, 7] and ds.item_ids.tolist() == [1, 2, 1000000000]
+    assert ds.skipped == {"unseen item": 1} and ds.test.nnz == 0
+    # dense ids well past the number of lines are still fine (a sample of a big catalogue)
+    write(d / "train.txt", "0 1 2\n1 500000\n")
+    assert load(str(d)).n_items == 500001
+
+
+@pytest.mark.parametrize("tok", ["1_000", "\u0661\u0662", "\uff11", "+5"])
+def test_integer_ids_are_ascii_digits(tmp_path, tok):
+    write(tmp_path / "train.txt", f"0 1 2\n1 {tok}\n")
+    with pytest.raises(DataError, match=r"train.txt:2: "):
+        load(str(tmp_path / "train.txt"), format="lightgcn")
+    p = write(tmp_path / "u.data", f"1\t2\t5\t9\n3\t{tok}\t5\t9\n")
+    with pytest.raises(DataError, match=r"u.data:2: item id must be an integer"):
+        load(p)
+
+
+def test_recbole_leading_blank_line(tmp_path):
+    p = write(tmp_path / "x.inter", "\n\nuser_id:token\titem_id:token\nu1\ti1\nu2\ti1\n")
+    ds = load(p)
+    assert ds.user_ids.tolist() == ["u1", "u2"] and ds.train.nnz == 2
+
+
+def test_only_regular_files_are_read(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/null"):
+        with pytest.raises(DataError, match=rf"{path}: not a regular file"):
+            load(path)
+    write(tmp_path / "train.txt", "0 1\n")
+    with pytest.raises(DataError, match="/dev/zero: not a regular file"):
+        load(str(tmp_path / "train.txt"), test="/dev/zero")

@@ -201,3 +201,139 @@ def test_early_stopping_and_checkpoint(tmp_path, small):
     assert any("valid_recall@20" in h for h in m.history)
     ck = load_model(tmp_path / "ck")
     assert isinstance(ck, LightGCN) and ck.epoch >= 1
+
+
+# ---------------------------------------------------------------------------- tampered dirs
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """One small saved model directory per kind."""
+    ds = split_random(synthetic(60, 30, 500, seed=5), 0.2, seed=0)
+    root = tmp_path_factory.mktemp("saved")
+    models = {"gf": GraphFilter(k=4), "pop": Popularity(),
+              "lgcn": LightGCN(dim=4, batch_size=256, ema=0.9)}
+    for name, m in models.items():
+        (m.fit(ds, epochs=1, progress=False) if name == "lgcn" else m.fit(ds)).save(root / name)
+    return root
+
+
+def tampered(saved, tmp_path, kind, arrays=None, meta=None):
+    import json
+    import shutil
+
+    d = tmp_path / kind
+    shutil.copytree(saved / kind, d)
+    if arrays is not None:
+        z = dict(np.load(d / "model.npz"))
+        arrays(z)
+        np.savez(d / "model.npz", **z)
+    if meta is not None:
+        m = json.loads((d / "model.json").read_text())
+        meta(m)
+        (d / "model.json").write_text(json.dumps(m))
+    return d
+
+
+def _set(key, value):
+    def f(d):
+        d[key] = value(d) if callable(value) else value
+    return f
+
+
+def _config(key, value):
+    def f(m):
+        m["config"][key] = value
+    return f
+
+
+def _pop(key):
+    return lambda d: d.pop(key)
+
+
+def _unsorted_row(z):
+    ip, ix = z["train_indptr"], z["train_indices"].copy()
+    r = int(np.flatnonzero(np.diff(ip) >= 2)[0])
+    ix[ip[r]], ix[ip[r] + 1] = ix[ip[r] + 1], ix[ip[r]]
+    z["train_indices"] = ix
+
+
+@pytest.mark.parametrize("kind, arrays, match", [
+    ("gf", _pop("left"), r"model.npz: lacks array 'left'"),
+    ("gf", _pop("right"), r"model.npz: lacks array 'right'"),
+    ("gf", _set("left", lambda z: z["left"][:-1]), r"model.npz: array 'left' has shape \(29, "),
+    ("gf", _set("right", lambda z: z["right"][:, :2]), r"array 'right' has shape \(30, 2\), "
+                                                        r"expected \(30, 4\)"),
+    ("gf", _set("left", lambda z: z["left"].astype(np.float64)), r"'left' has dtype float64"),
+    ("gf", _set("extra", np.zeros(3)), r"model.npz: unexpected array 'extra'"),
+    ("pop", _set("item_score", lambda z: z["item_score"][:-2]), r"'item_score' has shape \(28,"),
+    ("pop", _pop("item_score"), r"lacks array 'item_score'"),
+    ("pop", _set("item_score", lambda z: z["item_score"][:, None]), r"'item_score' has shape"),
+    ("lgcn", _set("item_emb", lambda z: np.vstack([z["item_emb"]] * 2)), r"'item_emb' has shape"),
+    ("lgcn", _set("user_emb", lambda z: z["user_emb"][:, :3]), r"'user_emb' has shape \(60, 3\)"),
+    ("lgcn", _pop("embedding0"), r"lacks array 'embedding0'"),
+    ("lgcn", _set("embedding0_avg", lambda z: z["embedding0"][:5]), r"'embedding0_avg' has shape"),
+    ("lgcn", _set("item_emb", lambda z: z["item_emb"].astype(np.int32)), r"has dtype int32"),
+    ("pop", _set("train_indptr", lambda z: z["train_indptr"][:-1]), r"'train_indptr' has shape"),
+    ("pop", _set("train_indptr", lambda z: z["train_indptr"].astype(float)), r"dtype float64"),
+    ("pop", _set("train_indices", lambda z: z["train_indices"] + 30), r"model.npz: the training "
+                                                                       r"matrix .*\[0, 30\)"),
+    ("pop", _unsorted_row, r"model.npz: the training matrix .* increasing"),
+])
+def test_tampered_arrays_are_model_errors(saved, tmp_path, kind, arrays, match):
+    with pytest.raises(ModelError, match=match):
+        load_model(tampered(saved, tmp_path, kind, arrays=arrays))
+
+
+@pytest.mark.parametrize("kind, meta, match", [
+    ("pop", lambda m: m.update(n_items=31, item_ids={"range": 31}),
+     r"model.npz: array 'item_score' has shape \(30,\), expected \(31,\)"),
+    ("pop", _set("user_ids", {"int": list(range(59))}), r"model.json: user_ids has 59 ids, "
+                                                        r"expected 60 \(n_users\)"),
+    ("pop", _set("item_ids", {"range": 29}), r"item_ids has 29 ids, expected 30"),
+    ("pop", _set("item_ids", {"str": ["a"] * 30}), r"item_ids has a repeated id 'a'"),
+    ("pop", _set("item_ids", {"int": [0.5] * 30}), r"item_ids: .*'int' must be a list of "
+                                                   r"integers"),
+    ("pop", _set("user_ids", {"range": 10**15}), r"user_ids has 1000000000000000 ids"),
+    ("pop", _set("user_ids", [1, 2]), r"model.json: user_ids must be"),
+    ("pop", _set("model", ["popularity"]), r"model.json: 'model' must be a string"),
+    ("pop", _set("n_users", "60"), r"model.json: 'n_users' must be an integer >= 0, got '60'"),
+    ("pop", _set("n_users", True), r"'n_users' must be an integer"),
+    ("pop", _set("config", []), r"model.json: 'config' must be an object"),
+    ("pop", _set("format_version", True), r"format version True is not supported"),
+    ("pop", _config("nope", 1), r"model.json: invalid popularity config .*nope"),
+    ("gf", _config("alpha", "x"), r"model.json: invalid graph-filter config"),
+    ("gf", _config("k", -5), r"model.json: invalid graph-filter config .*k must be an integer"),
+    ("lgcn", _config("history", 5), r"model.json: invalid lightgcn config .*history"),
+    ("lgcn", _config("epoch", "x"), r"invalid lightgcn config .*epoch"),
+    ("lgcn", _config("dim", 5), r"model.npz: array 'embedding0' has shape \(90, 4\), expected "
+                                r"\(90, 5\)"),
+    ("lgcn", _config("ema", 0.0), r"model.npz: unexpected array 'embedding0_avg'"),
+])
+def test_tampered_config_is_a_model_error(saved, tmp_path, kind, meta, match):
+    with pytest.raises(ModelError, match=match):
+        load_model(tampered(saved, tmp_path, kind, meta=meta))
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04", "half"])
+def test_truncated_npz_is_a_model_error(saved, tmp_path, content):
+    d = tampered(saved, tmp_path, "gf")
+    npz = d / "model.npz"
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2] if content == "half" else content)
+    with pytest.raises(ModelError, match=r"model.npz: unreadable model arrays"):
+        load_model(d)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b'{"format": "hopkit-model", "model": "Zo\xeb"}', r"model.json: unreadable model config"),
+    (b"[" * 100000 + b"]" * 100000, r"model.json: unreadable model config .*nested"),
+], ids=["bad-utf8", "deep-nesting"])
+def test_broken_model_json_is_a_model_error(saved, tmp_path, content, match):
+    d = tampered(saved, tmp_path, "pop")
+    (d / "model.json").write_bytes(content)
+    with pytest.raises(ModelError, match=match):
+        load_model(d)
+
+
+def test_untampered_dirs_load(saved):
+    for kind in ("gf", "pop", "lgcn"):
+        m = load_model(saved / kind)
+        assert m.recommend([0], k=3)[0].shape == (1, 3)

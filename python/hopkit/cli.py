@@ -9,6 +9,7 @@ unknown user, k larger than the catalogue, bad option values) print one line
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -16,6 +17,50 @@ import time
 
 class UserError(Exception):
     """An error caused by the command line's input, reported without traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (exit code 2, as every user error)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(lo):
+    def parse(text):
+        v = _parse_int(text)
+        if v is None or v < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}")
+        return v
+    return parse
+
+
+def _number(lo=None, hi=None, lo_open=False, what=None):
+    """A finite float in [lo, hi) (or (lo, ...) with ``lo_open``)."""
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        ok = math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) and (
+            hi is None or v < hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be a number {what}, got {text!r}")
+        return v
+    return parse
+
+
+def _parse_int(text):
+    from .data.loaders import _parse_int
+
+    return _parse_int(text.strip())
+
+
+_COUNT = _int_at_least(1)
+_COUNT_0 = _int_at_least(0)
+_POSITIVE = _number(0, lo_open=True, what="> 0")
+_NON_NEGATIVE = _number(0, what=">= 0")
+_FRACTION = _number(0, 1, what="in [0, 1)")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -65,7 +110,8 @@ def _load_data(args, need_test=False):
         raise UserError(f"test file not found: {args.test}")
     ds = load(args.data, test=getattr(args, "test", None), format=args.format,
               rating_threshold=getattr(args, "rating_threshold", None),
-              duplicates=getattr(args, "duplicates", "last"))
+              duplicates=getattr(args, "duplicates", "last"), encoding=args.encoding,
+              remap_ids=args.remap_ids)
     if need_test and ds.test is None:
         raise UserError(f"{args.data}: no test file found (a directory with train.txt + test.txt, "
                         "or pass --test FILE)")
@@ -172,7 +218,9 @@ def _cmd_train(args) -> int:
     import hopkit  # noqa: F401
 
     from .models import GraphFilter, LightGCN
+    from .models._base import check_save_dir
 
+    check_save_dir(args.out)  # before hours of training, not after
     if args.model == "lightgcn":
         _require_torch("training LightGCN")
     if args.plot:
@@ -283,9 +331,8 @@ def _cmd_recommend(args) -> int:
     ids = model.user_ids
     uid = args.user
     if ids.dtype.kind in "iu":
-        try:
-            uid = int(uid)
-        except ValueError:
+        uid = _parse_int(uid)
+        if uid is None:
             raise UserError(f"unknown user {args.user!r}: user ids of this model are "
                             "integers") from None
     row = _map(ids, np.array([uid]))[0]
@@ -314,7 +361,7 @@ def _cmd_recommend(args) -> int:
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="hopkit",
         description="hopkit: fast GNN kernels for recommender systems, and recommenders built "
                     "on them (LightGCN, GF-CF graph filter). Exit code 2 means a user error "
@@ -322,9 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def threads(s):
-        s.add_argument("--threads", type=int, default=None, metavar="N",
+        s.add_argument("--threads", type=_COUNT, default=None, metavar="N",
                        help="number of threads for hopkit and torch (default: all cores or "
                             "OMP_NUM_THREADS)")
+
+    def reading(s):
+        s.add_argument("--encoding", default="utf-8",
+                       help="text encoding of the data files (e.g. latin-1); undecodable bytes "
+                            "are an error naming file and line")
+        s.add_argument("--remap-ids", action="store_true",
+                       help="lightgcn format: number the ids that occur densely instead of "
+                            "using them as row/column numbers (needed for sparse ids far beyond "
+                            "the number of ids in the files)")
 
     s = sub.add_parser("info", help="print version, backends, threads and build options",
                        description="Print hopkit's version, backends, threads and build options.")
@@ -337,16 +393,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the GF-CF graph filter and a popularity baseline, print "
                                    "Recall/NDCG@20, top-10 recommendations for two users and "
                                    "where the training time goes.")
-    s.add_argument("--users", type=int, default=6000, help="synthetic users")
-    s.add_argument("--items", type=int, default=4000, help="synthetic items")
-    s.add_argument("--interactions", type=int, default=150_000, help="synthetic interactions")
-    s.add_argument("--epochs", type=int, default=10, help="LightGCN training epochs")
-    s.add_argument("--dim", type=int, default=64, help="LightGCN embedding size")
-    s.add_argument("--batch-size", type=int, default=4096, help="BPR triples per batch")
-    s.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
-    s.add_argument("--rank", type=int, default=128,
+    s.add_argument("--users", type=_COUNT, default=6000, help="synthetic users")
+    s.add_argument("--items", type=_COUNT, default=4000, help="synthetic items")
+    s.add_argument("--interactions", type=_COUNT, default=150_000, help="synthetic interactions")
+    s.add_argument("--epochs", type=_COUNT, default=10, help="LightGCN training epochs")
+    s.add_argument("--dim", type=_COUNT, default=64, help="LightGCN embedding size")
+    s.add_argument("--batch-size", type=_COUNT, default=4096, help="BPR triples per batch")
+    s.add_argument("--lr", type=_POSITIVE, default=5e-3, help="Adam learning rate")
+    s.add_argument("--rank", type=_COUNT, default=128,
                    help="singular vectors in GF-CF's ideal low-pass filter")
-    s.add_argument("--seed", type=int, default=0, help="random seed (data, init, sampling)")
+    s.add_argument("--seed", type=_COUNT_0, default=0,
+                   help="random seed (data, init, sampling)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     threads(s)
     s.set_defaults(fn=_cmd_demo)
@@ -362,44 +419,47 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default="auto", choices=["auto", "lightgcn", "csv", "movielens",
                                                          "recbole"],
                    help="input format; auto detects it from the file name and content")
-    s.add_argument("--rating-threshold", type=float, default=None, metavar="T",
+    s.add_argument("--rating-threshold", type=_number(what="(finite)"), default=None, metavar="T",
                    help="keep only interactions with rating >= T (implicit feedback)")
     s.add_argument("--duplicates", default="last", choices=["first", "last", "error"],
                    help="repeated (user, item) pairs: keep the first/last occurrence or fail")
     s.add_argument("--model", default="lightgcn", choices=["lightgcn", "graph-filter"],
                    help="which recommender to train")
     s.add_argument("--out", required=True, metavar="DIR", help="directory to save the model to")
-    s.add_argument("--epochs", type=int, default=50, help="LightGCN: maximum training epochs")
-    s.add_argument("--dim", type=int, default=64, help="LightGCN: embedding size")
-    s.add_argument("--layers", type=int, default=3, help="LightGCN: propagation layers")
-    s.add_argument("--lr", type=float, default=1e-3, help="LightGCN: Adam learning rate")
-    s.add_argument("--reg", type=float, default=1e-4,
+    s.add_argument("--epochs", type=_COUNT, default=50, help="LightGCN: maximum training epochs")
+    s.add_argument("--dim", type=_COUNT, default=64, help="LightGCN: embedding size")
+    s.add_argument("--layers", type=_COUNT_0, default=3,
+                   help="LightGCN: propagation layers")
+    s.add_argument("--lr", type=_POSITIVE, default=1e-3, help="LightGCN: Adam learning rate")
+    s.add_argument("--reg", type=_NON_NEGATIVE, default=1e-4,
                    help="LightGCN: L2 weight on the batch's layer-0 embeddings")
-    s.add_argument("--batch-size", type=int, default=2048, help="LightGCN: BPR triples per batch")
+    s.add_argument("--batch-size", type=_COUNT, default=2048,
+                   help="LightGCN: BPR triples per batch")
     s.add_argument("--sampling", default="pairs", choices=["pairs", "users"],
                    help="LightGCN: an epoch's BPR triples: every training pair once (pairs) or "
                         "users drawn uniformly, one of their items each (users, as the LightGCN "
                         "paper's code)")
-    s.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+    s.add_argument("--ema", type=_FRACTION, default=0.0, metavar="DECAY",
                    help="LightGCN: evaluate, recommend with and save a moving average of the "
                         "weights with this decay, e.g. 0.998 (0 = off)")
-    s.add_argument("--eval-every", type=int, default=5,
+    s.add_argument("--eval-every", type=_COUNT, default=5,
                    help="LightGCN: evaluate every N epochs (validation and test)")
-    s.add_argument("--valid-fraction", type=float, default=0.0, metavar="F",
+    s.add_argument("--valid-fraction", type=_FRACTION, default=0.0, metavar="F",
                    help="LightGCN: hold out this fraction of each user's training items for "
                         "validation and early stopping (0 = none)")
-    s.add_argument("--patience", type=int, default=None, metavar="N",
+    s.add_argument("--patience", type=_COUNT, default=None, metavar="N",
                    help="LightGCN: stop after N evaluations without a better validation "
                         "Recall@20 (needs --valid-fraction)")
-    s.add_argument("--alpha", type=float, default=0.3,
+    s.add_argument("--alpha", type=_NON_NEGATIVE, default=0.3,
                    help="graph-filter: weight of the ideal low-pass filter")
-    s.add_argument("--rank", type=int, default=256,
+    s.add_argument("--rank", type=_COUNT, default=256,
                    help="graph-filter: singular vectors in the ideal low-pass filter")
-    s.add_argument("-k", type=int, default=20, help="cutoff of the reported test metrics")
-    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("-k", type=_COUNT, default=20, help="cutoff of the reported test metrics")
+    s.add_argument("--seed", type=_COUNT_0, default=0, help="random seed")
     s.add_argument("--plot", metavar="FILE.png",
                    help="write loss and Recall@20 curves to FILE.png (needs matplotlib)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    reading(s)
     threads(s)
     s.set_defaults(fn=_cmd_train)
 
@@ -415,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", default="auto",
                    choices=["auto", "lightgcn", "csv", "movielens", "recbole"],
                    help="input format")
-    s.add_argument("-k", type=int, nargs="+", default=[20], help="metric cutoffs")
+    s.add_argument("-k", type=_COUNT, nargs="+", default=[20], help="metric cutoffs")
+    reading(s)
     threads(s)
     s.set_defaults(fn=_cmd_evaluate)
 
@@ -426,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "items and says so.")
     s.add_argument("--model", required=True, metavar="DIR", help="a directory written by train")
     s.add_argument("--user", required=True, metavar="ID", help="the user's original id")
-    s.add_argument("-k", type=int, default=10, help="number of items")
+    s.add_argument("-k", type=_COUNT, default=10, help="number of items")
     s.add_argument("--include-seen", action="store_true",
                    help="do not exclude the user's training items")
     s.add_argument("--cold-start", action="store_true",
@@ -461,11 +522,12 @@ def main(argv=None) -> int:
     try:
         _threads(args)
         return args.fn(args)
-    except (UserError, DataError, ModelError, FileNotFoundError, KeyError, ValueError) as e:
+    except (UserError, DataError, ModelError, OSError, KeyError, ValueError) as e:
+        # OSError: paths (missing, not a directory, permissions) and unwritable output
         if os.environ.get("HOPKIT_DEBUG"):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"hopkit: error: {msg}", file=sys.stderr)
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f"hopkit: error: {' '.join(msg.split(chr(10)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hopkit: interrupted", file=sys.stderr)

@@ -40,6 +40,12 @@ Rules shared by all formats:
   occurs in the training file): ``unseen="skip"`` (default) drops the test
   interaction and counts it in ``Dataset.skipped``; ``unseen="error"`` raises
   with file name and line number.
+* **Reading.** Regular files only; decoded strictly with ``encoding``
+  (undecodable bytes are a DataError naming file:line); lines end at ``\\n``
+  or ``\\r\\n`` only and whitespace-separated fields split on spaces and
+  tabs only. Integer ids are ASCII digits with an optional ``-``, within
+  int64. lightgcn ids at or beyond ``DENSE_ID_MARGIN + DENSE_IDS_PER_TOKEN *
+  (ids in the files)`` are refused (``remap_ids=True`` numbers them densely).
 * **Errors.** A missing path is a ``FileNotFoundError``; an empty file, a
   malformed line, a non-integer id where integers are required or a
   non-numeric rating/timestamp raise ``DataError`` (a ``ValueError``) naming
@@ -48,8 +54,10 @@ Rules shared by all formats:
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,6 +86,8 @@ class Interactions:
     path: str
     n_users_hint: int = 0  # lightgcn: users listed with no items still count
     integer_ids: bool = True
+    max_user_line: int = 0  # lightgcn: the line of the largest user id
+    n_tokens: int = 0  # lightgcn: ids in the file (users and items)
 
 
 @dataclass
@@ -154,24 +164,59 @@ def _is_sorted(a):
 
 
 # ---------------------------------------------------------------------------- reading
-def _read_lines(path):
+_INT = re.compile(r"-?[0-9]+")  # ASCII digits only: no "1_000", no "+5", no other scripts
+_INT64 = 2**63
+_FIELD_SEP = re.compile(r"[ \t]+")  # whitespace-separated formats: spaces and tabs only
+_DIGITS_LINE = re.compile(r"[0-9 \t]*")
+
+
+def _regular_file(path, what="data file"):
+    """FileNotFoundError / DataError unless ``path`` is a regular file (or a
+    directory, when ``what`` allows one)."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     if os.path.isdir(path):
         raise DataError(f"{path}: expected a file, got a directory")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        text = f.read()
-    lines = text.splitlines()
-    if not any(line.strip() for line in lines):
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise DataError(f"{path}: not a regular file (a FIFO, device or socket); {what}s must "
+                        "be regular files")
+
+
+def _read_lines(path, encoding="utf-8"):
+    """The lines of a regular file, split on \\n or \\r\\n only (not on the other
+    characters ``str.splitlines`` treats as line breaks, which may occur in ids)."""
+    _regular_file(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: byte {data[e.start:e.start + 1].hex()!r} is not valid "
+                        f"{encoding} ({e.reason}); pass the file's encoding, e.g. "
+                        "encoding='latin-1' (CLI: --encoding latin-1)") from None
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    if "\r" in text.replace("\r\n", ""):  # would fuse lines into wrong ids silently
+        n = next(n for n, line in enumerate(lines, 1) if "\r" in line)
+        raise DataError(f"{path}:{n}: a carriage return (\\r) not followed by \\n; lines must "
+                        "end with \\n or \\r\\n (convert old Mac line ends first)")
+    if not any(line.strip(" \t") for line in lines):
         raise DataError(f"{path}: the file is empty (no interactions)")
     return lines
 
 
+def _parse_int(tok):
+    """The integer written as ASCII digits with an optional '-', or None."""
+    return int(tok) if _INT.fullmatch(tok) else None
+
+
 def _int(tok, path, lineno, what):
-    try:
-        return int(tok)
-    except ValueError:
-        raise DataError(f"{path}:{lineno}: {what} must be an integer, got {tok!r}") from None
+    v = _parse_int(tok)
+    if v is None:
+        raise DataError(f"{path}:{lineno}: {what} must be an integer, got {tok!r}")
+    if not -_INT64 <= v < _INT64:
+        raise DataError(f"{path}:{lineno}: {what} {tok} does not fit in a 64-bit integer")
+    return v
 
 
 def _float(tok, path, lineno, what):
@@ -184,36 +229,37 @@ def _float(tok, path, lineno, what):
     return v
 
 
-def read_lightgcn(path) -> Interactions:
+def read_lightgcn(path, encoding="utf-8") -> Interactions:
     """``uid item item ...`` per line (integers)."""
     users, items, lines = [], [], []
-    max_user = -1
-    for n, line in enumerate(_read_lines(path), 1):
-        toks = line.split()
+    max_user, max_user_line, n_tokens = -1, 0, 0
+    for n, line in enumerate(_read_lines(path, encoding), 1):
+        # fast path for the usual line of ASCII digits and separators; else (and
+        # for an id past int64) the per-token check that names the bad token
+        digits = _DIGITS_LINE.fullmatch(line) is not None
+        toks = line.split() if digits else _fields(line)
         if not toks:
             continue
-        try:
-            vals = list(map(int, toks))
-        except ValueError:
-            bad = next(t for t in toks if not _is_int(t))
-            raise DataError(f"{path}:{n}: lightgcn format needs integer ids, got {bad!r}") from None
+        vals = list(map(int, toks)) if digits else None
+        if vals is None or max(vals) >= _INT64:
+            vals = [_int(t, path, n, "lightgcn id") for t in toks]
         if min(vals) < 0:
             raise DataError(f"{path}:{n}: ids must be >= 0, got {min(vals)}")
         u = vals[0]
-        max_user = max(max_user, u)
+        if u > max_user:
+            max_user, max_user_line = u, n
+        n_tokens += len(vals)
         users.extend([u] * (len(vals) - 1))
         items.extend(vals[1:])
         lines.extend([n] * (len(vals) - 1))
     return Interactions(np.asarray(users, np.int64), np.asarray(items, np.int64), None, None,
-                        np.asarray(lines, np.int64), path, n_users_hint=max_user + 1)
+                        np.asarray(lines, np.int64), path, n_users_hint=max_user + 1,
+                        max_user_line=max_user_line, n_tokens=n_tokens)
 
 
-def _is_int(t):
-    try:
-        int(t)
-        return True
-    except ValueError:
-        return False
+def _fields(line):
+    """Whitespace-separated fields (spaces and tabs)."""
+    return [t for t in _FIELD_SEP.split(line) if t]
 
 
 def _is_num(t):
@@ -235,18 +281,19 @@ def _sniff_sep(line):
 
 
 def _split(line, sep):
-    return line.split() if sep is None else [t.strip() for t in line.split(sep)]
+    return _fields(line) if sep is None else [t.strip(" \t") for t in line.split(sep)]
 
 
 def read_edges(path, sep=None, header=None, columns=None, integer_ids=False,
-               fmt="csv") -> Interactions:
+               fmt="csv", encoding="utf-8", raw=None) -> Interactions:
     """An edge list ``user, item[, rating][, timestamp]``.
 
     ``columns`` maps "user"/"item"/"rating"/"timestamp" to field positions
     (default 0, 1, 2, 3 when present). ``integer_ids`` requires integer ids.
+    ``raw``: the file's lines when the caller has read them already.
     """
-    raw = _read_lines(path)
-    first_i = next(i for i, line in enumerate(raw) if line.strip())
+    raw = _read_lines(path, encoding) if raw is None else raw
+    first_i = _first_line(raw)
     if sep is None:
         sep = _sniff_sep(raw[first_i])
     first = _split(raw[first_i], sep)
@@ -274,17 +321,18 @@ def read_edges(path, sep=None, header=None, columns=None, integer_ids=False,
     ui, ii = cols["user"], cols["item"]
     for n in range(start, len(raw)):
         line = raw[n]
-        if not line.strip():
+        shown = line.strip(" \t")[:80]
+        if not shown:
             continue
         toks = _split(line, sep)
         if len(toks) < need:
             raise DataError(f"{path}:{n + 1}: expected at least {need} fields "
                             f"(user, item{', rating' if ri is not None else ''}"
                             f"{', timestamp' if ti is not None else ''}), got {len(toks)}: "
-                            f"{line.strip()[:80]!r}")
+                            f"{shown!r}")
         u, i = toks[ui], toks[ii]
         if not u or not i:
-            raise DataError(f"{path}:{n + 1}: empty user or item id: {line.strip()[:80]!r}")
+            raise DataError(f"{path}:{n + 1}: empty user or item id: {shown!r}")
         if integer_ids:
             u, i = _int(u, path, n + 1, "user id"), _int(i, path, n + 1, "item id")
         users.append(u)
@@ -305,15 +353,21 @@ def read_edges(path, sep=None, header=None, columns=None, integer_ids=False,
 
 
 def _ids_array(vals):
+    """int64 ids when every id is a canonical integer that fits, else strings."""
     if vals and isinstance(vals[0], int):
         return np.asarray(vals, np.int64)
-    if all(_is_canonical_int(v) for v in vals):
-        return np.asarray([int(v) for v in vals], np.int64)
+    ints = [int(v) if _CANONICAL_INT.fullmatch(v) else None for v in vals]
+    if all(v is not None and -_INT64 <= v < _INT64 for v in ints):
+        return np.asarray(ints, np.int64)
     return np.asarray(vals, dtype=str)
 
 
-def _is_canonical_int(s):
-    return bool(re.fullmatch(r"-?(0|[1-9][0-9]*)", s))
+_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def _first_line(raw):
+    """Index of the first non-blank line (_read_lines ensures there is one)."""
+    return next(i for i, line in enumerate(raw) if line.strip(" \t"))
 
 
 def _columns_from_names(names, path):
@@ -339,36 +393,38 @@ def _columns_from_names(names, path):
     return cols
 
 
-def read_movielens(path) -> Interactions:
+def read_movielens(path, encoding="utf-8") -> Interactions:
     """``ratings.dat`` (``::``) or ``u.data`` (tab): user item rating timestamp."""
     sep = "::" if path.endswith(".dat") else None
     return read_edges(path, sep=sep, header=False, integer_ids=True, fmt="movielens",
-                      columns={"user": 0, "item": 1, "rating": 2, "timestamp": 3})
+                      columns={"user": 0, "item": 1, "rating": 2, "timestamp": 3},
+                      encoding=encoding)
 
 
-def read_recbole(path) -> Interactions:
+def read_recbole(path, encoding="utf-8") -> Interactions:
     """A RecBole ``.inter`` file: typed header ``field:type`` (tab separated)."""
-    raw = _read_lines(path)
-    head = raw[0].split("\t")
+    raw = _read_lines(path, encoding)
+    first = _first_line(raw)
+    head = raw[first].split("\t")
     if not all(":" in h for h in head):
-        raise DataError(f"{path}:1: a RecBole .inter file needs a typed header like "
-                        f"'user_id:token<TAB>item_id:token', got {raw[0][:80]!r}")
-    names = [h.split(":")[0].strip().lower() for h in head]
+        raise DataError(f"{path}:{first + 1}: a RecBole .inter file needs a typed header like "
+                        f"'user_id:token<TAB>item_id:token', got {raw[first][:80]!r}")
+    names = [h.split(":")[0].strip(" \t").lower() for h in head]
     cols = _columns_from_names(names, path)
-    return read_edges(path, sep="\t", header=True, columns=cols, fmt="recbole")
+    return read_edges(path, sep="\t", header=True, columns=cols, fmt="recbole", raw=raw)
 
 
-def detect_format(path) -> str:
+def detect_format(path, encoding="utf-8") -> str:
     base = os.path.basename(path).lower()
     if base.endswith(".inter"):
         return "recbole"
     if base in ("ratings.dat", "u.data") or base.endswith(".dat"):
         return "movielens"
-    lines = [line for line in _read_lines(path)[:50] if line.strip()]
-    if any("," in line or "::" in line for line in lines):
+    lines = [_fields(line) for line in _read_lines(path, encoding)[:50] if line.strip(" \t")]
+    if any("," in t or "::" in t for toks in lines for t in toks):
         return "csv"
-    widths = {len(line.split()) for line in lines}
-    all_int = all(_is_int(t) for line in lines for t in line.split())
+    widths = {len(toks) for toks in lines}
+    all_int = all(_parse_int(t) is not None for toks in lines for t in toks)
     # edge lists have a constant width of 2..4; lightgcn lines (all integers) vary
     if all_int and (len(widths) > 1 or max(widths) > 4):
         return "lightgcn"
@@ -377,18 +433,18 @@ def detect_format(path) -> str:
     return "csv"
 
 
-def read(path, format="auto", **kw) -> Interactions:
+def read(path, format="auto", encoding="utf-8", **kw) -> Interactions:
     if format not in FORMATS:
         raise ValueError(f"load: format must be one of {FORMATS}, got {format!r}")
     if format == "auto":
-        format = detect_format(path)
+        format = detect_format(path, encoding)
     if format == "lightgcn":
-        return read_lightgcn(path)
+        return read_lightgcn(path, encoding)
     if format == "movielens":
-        return read_movielens(path)
+        return read_movielens(path, encoding)
     if format == "recbole":
-        return read_recbole(path)
-    return read_edges(path, **kw)
+        return read_recbole(path, encoding)
+    return read_edges(path, encoding=encoding, **kw)
 
 
 # ---------------------------------------------------------------------------- indexing
@@ -429,6 +485,7 @@ def build(train: Interactions, test: Interactions | None = None, rating_threshol
         raise DataError(f"{train.path}: rating_threshold={rating_threshold} needs a rating "
                         "column, the file has none")
     if identity_ids:
+        _check_dense_ids([train] + ([test] if test is not None else []))
         n_u = max(train.n_users_hint, int(train.users.max(initial=-1)) + 1)
         n_i = int(train.items.max(initial=-1)) + 1
         if test is not None:
@@ -492,6 +549,30 @@ def build(train: Interactions, test: Interactions | None = None, rating_threshol
     return ds
 
 
+# identity id maps (lightgcn) allocate per id up to the largest: allow ids up to
+# this many plus a margin per id the files hold, refuse the rest (a 16-byte file
+# naming item 10^9 would otherwise ask for gigabytes)
+DENSE_ID_MARGIN = 2**20
+DENSE_IDS_PER_TOKEN = 16
+
+
+def _check_dense_ids(inters):
+    """DataError for an id far beyond the number of ids in the files."""
+    n_tokens = sum(x.n_tokens for x in inters)
+    limit = DENSE_ID_MARGIN + DENSE_IDS_PER_TOKEN * n_tokens
+    for x in inters:
+        i = int(np.argmax(x.items)) if len(x.items) else None
+        for what, top, line in (("user", x.n_users_hint - 1, x.max_user_line),
+                                ("item", None if i is None else int(x.items[i]),
+                                 None if i is None else int(x.lines[i]))):
+            if top is not None and top >= limit:
+                raise DataError(
+                    f"{x.path}:{line}: {what} id {top} is far beyond the {n_tokens} ids in the "
+                    f"files (the limit is {limit}): the lightgcn format uses ids as row and "
+                    f"column numbers, so this would make {top + 1} {what}s; pass "
+                    "remap_ids=True (CLI: --remap-ids) to number the ids that occur densely")
+
+
 def _harmonise(a: Interactions, b: Interactions):
     for name in ("users", "items"):
         x, y = getattr(a, name), getattr(b, name)
@@ -523,9 +604,8 @@ _PAIRS = (("train.txt", "test.txt"), ("data1.txt", "test1.txt"), ("train.csv", "
 
 def find_files(path):
     """(train_file, test_file or None) for a file or a dataset directory."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"data path not found: {path}")
-    if os.path.isfile(path):
+    if not os.path.isdir(path):
+        _regular_file(path, "data path")
         return path, None
     for a, b in _PAIRS:
         if os.path.isfile(os.path.join(path, a)):
@@ -542,7 +622,7 @@ def find_files(path):
 
 
 def load(path, test=None, format="auto", rating_threshold=None, duplicates="last",
-         unseen="skip", sep=None, header=None) -> Dataset:
+         unseen="skip", sep=None, header=None, encoding="utf-8", remap_ids=False) -> Dataset:
     """Load interactions from ``path`` (a file or a dataset directory).
 
     A directory holding ``train.txt`` + ``test.txt`` (LightGCN), ``data1.txt``
@@ -552,19 +632,28 @@ def load(path, test=None, format="auto", rating_threshold=None, duplicates="last
     ``Dataset.test`` is None: split with :func:`split_random` or
     :func:`split_leave_last`. See the module docstring for formats, duplicate
     handling, thresholds and errors.
+
+    ``encoding`` decodes the files (undecodable bytes are a DataError naming
+    file and line). ``remap_ids=True`` numbers lightgcn-format ids densely
+    (sorted, like the edge-list formats) instead of using them as row and
+    column numbers, which is refused for ids far beyond the number of ids in
+    the files.
     """
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise ValueError(f"load: unknown encoding {encoding!r}") from None
     train_path, test_path = find_files(path)
     if test is not None:
-        if not os.path.exists(test):
-            raise FileNotFoundError(f"test file not found: {test}")
+        _regular_file(test, "test file")
         test_path = test
-    fmt = detect_format(train_path) if format == "auto" else format
+    fmt = detect_format(train_path, encoding) if format == "auto" else format
     kw = {"sep": sep, "header": header} if fmt == "csv" else {}
-    tr = read(train_path, fmt, **kw)
-    te = read(test_path, fmt, **kw) if test_path else None
+    tr = read(train_path, fmt, encoding, **kw)
+    te = read(test_path, fmt, encoding, **kw) if test_path else None
     name = os.path.basename(os.path.normpath(path))
     return build(tr, te, rating_threshold=rating_threshold, duplicates=duplicates,
-                 unseen=unseen, identity_ids=(fmt == "lightgcn"), name=name)
+                 unseen=unseen, identity_ids=(fmt == "lightgcn" and not remap_ids), name=name)
 
 
 def from_csr(R: CSR, test: CSR | None = None, name="") -> Dataset:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -149,7 +151,18 @@ class Recommender:
     def _arrays(self) -> dict:
         return {}
 
-    def _restore(self, config, arrays):
+    def _set_config(self, config):
+        """Apply a saved config (TypeError / ValueError if it is invalid)."""
+        self._reinit(config)
+
+    def _array_spec(self, n_users, n_items) -> dict:
+        """``name -> (dtypes, shape[, optional])`` of every array of this
+        model in model.npz; a string in a shape is a size that must agree
+        across arrays."""
+        return {}
+
+    def _restore(self, arrays):
+        """Take the model's arrays (already checked against _array_spec)."""
         raise NotImplementedError
 
     def _reinit(self, config):
@@ -163,6 +176,7 @@ class Recommender:
         """Write ``model.npz`` (arrays, training CSR) and ``model.json``
         (format version, model name, config, id maps) into directory ``path``."""
         self._check_fitted("save")
+        check_save_dir(path)
         os.makedirs(path, exist_ok=True)
         arrays = dict(self._arrays())
         arrays["train_indptr"] = np.asarray(self.train.indptr)
@@ -188,18 +202,40 @@ class Recommender:
 
     @classmethod
     def load(cls, path):
+        """Load a saved model; ModelError naming the file for anything that
+        does not agree with the format or the saved config."""
         meta, arrays = read_model_dir(path)
         if meta["model"] != cls.name and cls is not Recommender:
             raise ModelError(f"{path}: holds a {meta['model']!r} model, not {cls.name!r}")
+        cfg, npz = os.path.join(path, CONFIG_FILE), os.path.join(path, ARRAYS_FILE)
         obj = cls.__new__(cls)
         Recommender.__init__(obj)
-        obj.user_ids = _ids_from_json(meta["user_ids"])
-        obj.item_ids = _ids_from_json(meta["item_ids"])
-        obj.train = CSR(arrays["train_indptr"], arrays["train_indices"], None,
-                        (meta["n_users"], meta["n_items"]))
+        obj.user_ids, obj.item_ids = meta["user_ids"], meta["item_ids"]
         obj.fit_time = meta.get("fit_time")
-        obj._restore(meta["config"], arrays)
+        try:
+            obj._set_config(dict(meta["config"]))
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"{cfg}: invalid {cls.name} config ({e})") from None
+        n_users, n_items = meta["n_users"], meta["n_items"]
+        spec = {"train_indptr": ((np.int32, np.int64), (n_users + 1,)),
+                "train_indices": ((np.int32, np.int64), ("nnz",))}
+        spec.update(obj._array_spec(n_users, n_items))
+        _check_arrays(npz, arrays, spec)
+        try:
+            obj.train = CSR(arrays["train_indptr"], arrays["train_indices"], None,
+                            (n_users, n_items))
+            _check_sorted_rows(obj.train)
+        except ValueError as e:
+            raise ModelError(f"{npz}: the training matrix is invalid ({e})") from None
+        obj._restore(arrays)
         return obj
+
+
+def check_save_dir(path):
+    """ModelError unless ``path`` is a directory or can become one."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ModelError(f"{path}: exists and is not a directory; a model is saved as a "
+                         "directory (pick a new path or an existing directory)")
 
 
 def _ids_to_json(ids):
@@ -212,16 +248,78 @@ def _ids_to_json(ids):
     return {"str": ids.astype(str).tolist()}
 
 
-def _ids_from_json(obj):
-    if "range" in obj:
-        return np.arange(obj["range"], dtype=np.int64)
-    if "int" in obj:
-        return np.asarray(obj["int"], dtype=np.int64)
-    return np.asarray(obj["str"], dtype=str)
+def _ids_from_json(cfg, name, obj, n):
+    """The id map ``name`` of model.json, checked: n distinct ids."""
+    if not (isinstance(obj, dict) and len(obj) == 1 and set(obj) <= {"range", "int", "str"}):
+        raise ModelError(f'{cfg}: {name} must be an object {{"range": n}}, {{"int": [...]}} or '
+                         f'{{"str": [...]}}, got {str(obj)[:80]}')
+    (kind, v), = obj.items()
+    size = v if kind == "range" else len(v) if isinstance(v, list) else None
+    if kind == "range" and not _is_count(v) or kind != "range" and size is None:
+        raise ModelError(f"{cfg}: {name}: {kind!r} must be "
+                         f"{'an integer >= 0' if kind == 'range' else 'a list'}, got {v!r:.80}")
+    if size != n:
+        raise ModelError(f"{cfg}: {name} has {size} ids, expected {n} "
+                         f"({'n_users' if name == 'user_ids' else 'n_items'})")
+    if kind == "range":
+        return np.arange(n, dtype=np.int64)
+    if kind == "int":
+        if not all(type(x) is int and -2**63 <= x < 2**63 for x in v):
+            raise ModelError(f"{cfg}: {name}: 'int' must be a list of integers (64-bit)")
+        ids = np.asarray(v, dtype=np.int64)
+    else:
+        if not all(type(x) is str for x in v):
+            raise ModelError(f"{cfg}: {name}: 'str' must be a list of strings")
+        ids = np.asarray(v, dtype=str)
+    s = np.sort(ids)
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    if len(dup):
+        raise ModelError(f"{cfg}: {name} has a repeated id {s[dup[0]].item()!r}")
+    return ids
+
+
+def _is_count(v):
+    return type(v) is int and v >= 0
+
+
+def _check_arrays(npz, arrays, spec):
+    """Every array of ``spec`` present (unless optional) with its dtype and
+    shape, and no other."""
+    for name in arrays:
+        if name not in spec:
+            raise ModelError(f"{npz}: unexpected array {name!r} (this model has "
+                             f"{sorted(spec)})")
+    sizes = {}
+    for name, (dtypes, shape, *optional) in spec.items():
+        if name not in arrays:
+            if optional and optional[0]:
+                continue
+            raise ModelError(f"{npz}: lacks array {name!r}")
+        a = arrays[name]
+        if a.dtype not in dtypes:
+            raise ModelError(f"{npz}: array {name!r} has dtype {a.dtype}, expected "
+                             f"{' or '.join(np.dtype(d).name for d in dtypes)}")
+        want = tuple(sizes.setdefault(d, a.shape[k]) if isinstance(d, str) and k < a.ndim
+                     else d for k, d in enumerate(shape))
+        if a.shape != want:
+            raise ModelError(f"{npz}: array {name!r} has shape {a.shape}, expected {want}")
+
+
+def _check_sorted_rows(R):
+    """ValueError unless the columns of every row are strictly increasing."""
+    ix = np.asarray(R.indices, np.int64)
+    bad = np.diff(ix) <= 0
+    bad[np.asarray(R.indptr[1:-1]) - 1] = False  # a new row may start lower
+    if bad.any():
+        b = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"column indices must be strictly increasing within each row; "
+                         f"indices[{b + 1}] = {ix[b + 1]} follows {ix[b]}")
 
 
 def read_model_dir(path):
-    """(meta, arrays) of a saved model; ModelError for anything unusable."""
+    """(meta, arrays) of a saved model, with ``meta["user_ids"]`` /
+    ``meta["item_ids"]`` as arrays; ModelError naming the file for anything
+    unusable."""
     if not os.path.isdir(path):
         raise ModelError(f"model directory not found: {path}")
     cfg = os.path.join(path, CONFIG_FILE)
@@ -232,27 +330,42 @@ def read_model_dir(path):
                              "missing); create one with `hopkit train ... --out DIR` or "
                              "model.save(DIR)")
     try:
-        with open(cfg) as f:
-            meta = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+        with open(cfg, "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+    except RecursionError:
+        raise ModelError(f"{cfg}: unreadable model config (nested too deeply)") from None
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError included
         raise ModelError(f"{cfg}: unreadable model config ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != "hopkit-model":
         raise ModelError(f"{cfg}: not a hopkit model config")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{cfg}: model format version {meta.get('format_version')!r} is not "
+    version = meta.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise ModelError(f"{cfg}: model format version {version!r} is not "
                          f"supported by hopkit {hopkit.__version__} (expects {FORMAT_VERSION}); "
                          "retrain or use the hopkit version that wrote it")
     for key in ("model", "n_users", "n_items", "config", "user_ids", "item_ids"):
         if key not in meta:
             raise ModelError(f"{cfg}: model config lacks {key!r}")
+    if not isinstance(meta["model"], str):
+        raise ModelError(f"{cfg}: 'model' must be a string, got {meta['model']!r:.80}")
+    for key in ("n_users", "n_items"):
+        if not _is_count(meta[key]):
+            raise ModelError(f"{cfg}: {key!r} must be an integer >= 0, got {meta[key]!r:.80}")
+    if not isinstance(meta["config"], dict):
+        raise ModelError(f"{cfg}: 'config' must be an object, got {meta['config']!r:.80}")
+    fit_time = meta.get("fit_time")
+    if fit_time is not None and (type(fit_time) not in (int, float)):
+        raise ModelError(f"{cfg}: 'fit_time' must be a number or null, got {fit_time!r:.80}")
+    meta["user_ids"] = _ids_from_json(cfg, "user_ids", meta["user_ids"], meta["n_users"])
+    meta["item_ids"] = _ids_from_json(cfg, "item_ids", meta["item_ids"], meta["n_items"])
     try:
-        with np.load(npz, allow_pickle=False) as z:
+        z = np.load(npz, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{npz}: unreadable model arrays ({e})") from None
-    for key in ("train_indptr", "train_indices"):
-        if key not in arrays:
-            raise ModelError(f"{npz}: lacks array {key!r}")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ModelError(f"{npz}: unreadable model arrays ({e or type(e).__name__})") from None
     return meta, arrays
 
 

@@ -92,8 +92,14 @@ class GraphFilter(Recommender):
     def __init__(self, alpha=0.3, k=256, linear=True, svd="randomized", n_iter=4, seed=0,
                  batch_size=256):
         super().__init__()
-        if alpha < 0:
-            raise ValueError(f"GraphFilter: alpha must be >= 0, got {alpha}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or \
+                not 0 <= alpha < np.inf:
+            raise ValueError(f"GraphFilter: alpha must be a finite number >= 0, got {alpha!r}")
+        for nm, v, lo in (("k", k, 1), ("n_iter", n_iter, 0), ("batch_size", batch_size, 1),
+                          ("seed", seed, 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"GraphFilter: {nm} must be an integer >= {lo}, got {v!r}"
+                                 + (" (alpha=0 turns the ideal filter off)" if nm == "k" else ""))
         if svd not in ("randomized", "scipy"):
             raise ValueError(f"GraphFilter: svd must be 'randomized' or 'scipy', got {svd!r}")
         if not linear and alpha == 0:
@@ -182,8 +188,12 @@ class GraphFilter(Recommender):
             return {}
         return {"left": self.left, "right": self.right}
 
-    def _restore(self, config, arrays):
-        self._reinit(config)
+    def _array_spec(self, n_users, n_items):
+        if self.alpha == 0:
+            return {}
+        return {name: ((np.float32,), (n_items, "rank")) for name in ("left", "right")}
+
+    def _restore(self, arrays):
         self.left, self.right = arrays.get("left"), arrays.get("right")
         self._prepare()
 
@@ -214,5 +224,8 @@ class Popularity(Recommender):
     def _arrays(self):
         return {"item_score": self.item_score}
 
-    def _restore(self, config, arrays):
+    def _array_spec(self, n_users, n_items):
+        return {"item_score": ((np.float32,), (n_items,))}
+
+    def _restore(self, arrays):
         self.item_score = arrays["item_score"]

@@ -269,25 +269,30 @@ class LightGCN(Recommender):
             out["embedding0_avg"] = self._E0_avg.numpy()
         return out
 
-    def _restore(self, config, arrays):
-        import torch
-
+    def _set_config(self, config):
         hist, epoch = config.pop("history", []), config.pop("epoch", 0)
         ema_steps = config.pop("ema_steps", 0)
+        if not isinstance(hist, list) or not all(isinstance(h, dict) for h in hist):
+            raise ValueError(f"history must be a list of objects, got {str(hist)[:80]}")
+        for nm, v in (("epoch", epoch), ("ema_steps", ema_steps)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{nm} must be an integer >= 0, got {v!r}")
         self._reinit(config)
         self.history, self.epoch, self._avg_steps = hist, epoch, ema_steps
-        for k in ("embedding0", "user_emb", "item_emb"):
-            if k not in arrays:
-                from ._base import ModelError
 
-                raise ModelError(f"LightGCN.load: model.npz lacks array {k!r}")
-        E0 = arrays["embedding0"]
-        if E0.shape != (self.n_users + self.n_items, self.dim):
-            from ._base import ModelError
+    def _array_spec(self, n_users, n_items):
+        f32 = (np.float32,)
+        n, d = n_users + n_items, self.dim
+        spec = {"embedding0": (f32, (n, d)), "user_emb": (f32, (n_users, d)),
+                "item_emb": (f32, (n_items, d))}
+        if self.ema:  # the moving average exists once a step has run
+            spec["embedding0_avg"] = (f32, (n, d), True)
+        return spec
 
-            raise ModelError(f"LightGCN.load: embedding0 has shape {E0.shape}, expected "
-                             f"({self.n_users + self.n_items}, {self.dim})")
-        self._E0 = torch.nn.Parameter(torch.from_numpy(np.array(E0)))
+    def _restore(self, arrays):
+        import torch
+
+        self._E0 = torch.nn.Parameter(torch.from_numpy(np.array(arrays["embedding0"])))
         if "embedding0_avg" in arrays:
             self._E0_avg = torch.from_numpy(np.array(arrays["embedding0_avg"]))
         self._user_emb = np.ascontiguousarray(arrays["user_emb"])
