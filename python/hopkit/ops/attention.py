@@ -18,6 +18,10 @@ from ._cuda import route as _route
 SCORES = {"dot": 0, "gat": 1}
 
 
+def default_scale(dk):
+    return 1.0 / math.sqrt(dk) if dk else 1.0
+
+
 def attention_forward_np(A: CSR, Qn, Kn, Vn, heads, dk, dv, score, scale, slope, be):
     if _is_cuda(be):  # device tensors (ops/_cuda.py)
         from . import _cuda
@@ -102,20 +106,22 @@ def attention_aggregate(A, Q, K, V, heads=1, score="dot", *, scale=None, negativ
     if Vn.shape[1] % heads:
         raise ValueError(f"{op}: heads ({heads}) must divide the width of V ({Vn.shape[1]})")
     dk, dv = Qn.shape[1] // heads, Vn.shape[1] // heads
-    if scale is None:
-        scale = 1.0 / math.sqrt(dk) if dk else 1.0
-    scale, slope = float(scale), float(negative_slope)
-    if not (math.isfinite(scale) and math.isfinite(slope)):
+    slope = float(negative_slope)
+    # x - x == 0 is False exactly for inf and NaN, and traces (math.isfinite does not)
+    if not (scale is None or float(scale) - float(scale) == 0) or not slope - slope == 0:
         raise ValueError(f"{op}: scale and negative_slope must be finite, got {scale}, {slope}")
+    if dev is None and (is_tensor(Q) or is_tensor(K) or is_tensor(V)):
+        from ..torch_ops.attention import attention_csr
+
+        # the default scale is resolved inside the operator (dk may be symbolic)
+        scale = None if scale is None else float(scale)
+        return attention_csr(A, Q, K, V, heads, SCORES[score], scale, slope, backend)
+    scale = default_scale(dk) if scale is None else float(scale)
     if dev is not None:
         from ..autograd.attention import attention_torch
         from ._cuda import CUDA
 
         args = (heads, dk, dv, SCORES[score], scale, slope, CUDA)
         return back(attention_torch(A, Q, K, V, Qn, Kn, Vn, args))
-    if is_tensor(Q) or is_tensor(K) or is_tensor(V):
-        from ..torch_ops.attention import attention_csr
-
-        return attention_csr(A, Q, K, V, heads, SCORES[score], scale, slope, backend)
     be = _backend.resolve(backend, op)
     return attention_forward_np(A, Q, K, V, heads, dk, dv, SCORES[score], scale, slope, be)[0]

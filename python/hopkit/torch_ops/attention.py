@@ -9,17 +9,19 @@ import torch
 from torch import Tensor
 
 from .. import _backend
+from ..ops.attention import default_scale
 from .graph import as_np
 
 
 @torch.library.custom_op("hopkit::attention_aggregate", mutates_args=())
 def attention_aggregate(indptr: Tensor, indices: Tensor, t_indptr: Tensor, t_indices: Tensor,
                         n_cols: int, Q: Tensor, K: Tensor, V: Tensor, heads: int, score: int,
-                        scale: float, slope: float, backend: str) -> tuple[Tensor, Tensor]:
-    """(out [n_rows, heads * dv], lse [n_rows, heads])."""
+                        scale: float | None, slope: float, backend: str) -> tuple[Tensor, Tensor]:
+    """(out [n_rows, heads * dv], lse [n_rows, heads]); scale None: 1/sqrt(dk)."""
     be = _backend.resolve(backend, "attention_aggregate")
     n_rows = indptr.shape[0] - 1
     dk, dv = Q.shape[1] // heads if score == 0 else 1, V.shape[1] // heads
+    scale = default_scale(dk) if scale is None else scale
     Qn = as_np(Q)
     out = np.empty((n_rows, heads * dv), dtype=Qn.dtype)
     lse = np.empty((n_rows, heads), dtype=Qn.dtype)
@@ -38,11 +40,12 @@ def _(indptr, indices, t_indptr, t_indices, n_cols, Q, K, V, heads, score, scale
 @torch.library.custom_op("hopkit::attention_backward", mutates_args=())
 def attention_backward(indptr: Tensor, indices: Tensor, t_indptr: Tensor, t_indices: Tensor,
                        n_cols: int, Q: Tensor, K: Tensor, V: Tensor, heads: int, score: int,
-                       scale: float, slope: float, out: Tensor, dout: Tensor, lse: Tensor,
+                       scale: float | None, slope: float, out: Tensor, dout: Tensor, lse: Tensor,
                        backend: str) -> tuple[Tensor, Tensor, Tensor]:
     be = _backend.resolve(backend, "attention_aggregate")
     n_rows = indptr.shape[0] - 1
     dk, dv = Q.shape[1] // heads if score == 0 else 1, V.shape[1] // heads
+    scale = default_scale(dk) if scale is None else scale
     Qn, Kn, Vn = as_np(Q), as_np(K), as_np(V)
     dQ, dK, dV = np.empty_like(Qn), np.empty_like(Kn), np.empty_like(Vn)
     be.attention_backward(as_np(indptr), as_np(indices), as_np(t_indptr), as_np(t_indices),

@@ -9,9 +9,10 @@ them through the map, so a backward pass runs the same operator on
 
 * From a ``hopkit.CSR``: its own order is the caller's (``eid`` is None); the
   transpose is ``A.T`` (computed once and cached on A) with its ``perm``.
-  Inside a compiled region whose CSR has no cached transpose yet, the
-  transpose is computed in-graph by ``hopkit::csr_transpose`` (never cached:
-  the CSR only ever caches what was computed from its own arrays).
+  While torch.compile / torch.export trace, nothing is cached on A (a trace
+  may run on fake tensors); a CSR whose transpose is not cached yet gets it
+  in the graph, from ``hopkit::csr_transpose``. One eager call before
+  compiling caches it, and the compiled graph then takes it as a constant.
 * From a PyG ``edge_index``: ``hopkit::edge_index_csr`` groups the edges by
   target and by source (stable counting sorts, duplicates kept), so edge
   weights are read in ``edge_index`` column order, as PyG reads them. Built on
@@ -64,6 +65,8 @@ def as_np(t):
 
 def from_np(a) -> Tensor:
     """A read-only NumPy array (a CSR's) as a tensor view; never written."""
+    if torch.compiler.is_compiling():  # dynamo lifts the array as a graph input
+        return torch.from_numpy(a)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch warns on read-only arrays
         return torch.from_numpy(a)
@@ -75,16 +78,22 @@ def from_csr(A) -> Graph:
     if g is not None:
         return g
     ip, ix = from_np(A.indptr), from_np(A.indices)
-    if "T" in A._cache or not torch.compiler.is_compiling():
-        from ..ops.spmm import transpose_perm
+    if torch.compiler.is_compiling():  # tracing: nothing traced is cached on A
+        if "T" in A._cache:
+            from ..ops.spmm import transpose_perm
 
-        AT = A.T
-        g = Graph(ip, ix, None, from_np(AT.indptr), from_np(AT.indices),
-                  from_np(transpose_perm(A)), A.n_rows, A.n_cols)
-        A._cache["torch_graph"] = g
-        return g
-    ti, tx, tp = torch.ops.hopkit.csr_transpose(ip, ix, A.n_cols, "auto")
-    return Graph(ip, ix, None, ti, tx, tp, A.n_rows, A.n_cols)
+            AT = A.T
+            return Graph(ip, ix, None, from_np(AT.indptr), from_np(AT.indices),
+                         from_np(transpose_perm(A)), A.n_rows, A.n_cols)
+        ti, tx, tp = torch.ops.hopkit.csr_transpose(ip, ix, A.n_cols, "auto")
+        return Graph(ip, ix, None, ti, tx, tp, A.n_rows, A.n_cols)
+    from ..ops.spmm import transpose_perm
+
+    AT = A.T
+    g = Graph(ip, ix, None, from_np(AT.indptr), from_np(AT.indices), from_np(transpose_perm(A)),
+              A.n_rows, A.n_cols)
+    A._cache["torch_graph"] = g
+    return g
 
 
 def values_of(A, dtype) -> Tensor | None:
@@ -95,7 +104,8 @@ def values_of(A, dtype) -> Tensor | None:
     v = A._cache.get(key)
     if v is None:
         v = from_np(A.values_as(np.float64 if dtype == torch.float64 else np.float32))
-        A._cache[key] = v
+        if not torch.compiler.is_compiling():
+            A._cache[key] = v
     return v
 
 
