@@ -1,0 +1,149 @@
+"""The torch operators (torch.ops.hopkit.*): torch.library.opcheck (schema,
+fake kernel, autograd registration, AOT dispatch with dynamic shapes) for
+every operator, double backward of the linear ones, and the import rules."""
+
+import ast
+import pathlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import hopkit  # noqa: E402
+from hopkit.torch_ops import OPS  # noqa: E402
+from hopkit.torch_ops import graph as G  # noqa: E402
+from hopkit.torch_ops.propagate import alpha_tensor  # noqa: E402
+
+
+def square(seed=0, n=12, E=40):
+    rng = np.random.default_rng(seed)
+    ei = rng.integers(0, n, (2, E))
+    ei[1, :3] = n - 1  # a hub row beside empty ones
+    return hopkit.CSR.from_edge_index(ei, num_nodes=n, sum_duplicates=False), torch.from_numpy(ei)
+
+
+def leaf(*shape, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, dtype=dtype, generator=g).requires_grad_()
+
+
+def cases():
+    A, ei = square()
+    g = G.from_csr(A)
+    ge = G.from_edge_index(ei, 12)
+    X, U = leaf(12, 3), leaf(12, 3, seed=1)
+    w, W = leaf(A.nnz, seed=2), leaf(A.nnz, 3, seed=3)
+    arg = torch.zeros(12, 3, dtype=torch.int64)
+    idx = [torch.from_numpy(np.random.default_rng(s).integers(0, 12, 9)) for s in range(3)]
+    yield "csr_transpose", (g.indptr, g.indices, 12, "auto")
+    yield "edge_index_csr", (ei, 12, "auto")
+    for graph in (g, ge):
+        for msg, red, E in ((1, 0, w), (1, 1, w), (1, 2, w), (1, 3, W), (2, 0, W), (0, 1, None),
+                            (2, 2, w)):
+            yield "spmm", (*graph.args, X, E, msg, red, red >= 2, "auto")
+        yield "spmm", (*graph.args, None, W, 3, 1, False, "auto")  # edge features alone
+        yield "sddmm", (*graph.args, U, X, "auto")
+        yield "propagate", (*graph.args, X, w.detach(), alpha_tensor([0.25] * 4), "auto")
+    yield "spmm_arg_grad_x", (*g.fwd, 12, X.detach(), w.detach(), 1, 2, U.detach(), arg, "auto")
+    yield "spmm_edge_grad", (*g.fwd, 12, X.detach(), W.detach(), 1, 0, U.detach(), arg, "auto")
+    Q, K, V = leaf(12, 8), leaf(12, 8, seed=4), leaf(12, 6, seed=5)
+    att = (g.indptr, g.indices, g.t_indptr, g.t_indices, 12)
+    yield "attention_aggregate", (*att, Q, K, V, 2, 0, None, 0.2, "auto")
+    yield "attention_aggregate", (*att, leaf(12, 2), leaf(12, 2, seed=6), V, 2, 1, None, 0.2,
+                                  "auto")
+    with torch.no_grad():  # the backward operators have no autograd formula of their own
+        out, lse = torch.ops.hopkit.attention_aggregate(*att, Q, K, V, 2, 0, None, 0.2, "auto")
+    yield "attention_backward", (*att, Q.detach(), K.detach(), V.detach(), 2, 0, 0.5, 0.2,
+                                 out, torch.ones_like(out), lse, "auto")
+    yield "bpr_loss", (leaf(12, 4), leaf(12, 4, seed=7), *idx, "auto")
+    yield "bpr_loss", (leaf(12, 4), None, *idx, "auto")
+    with torch.no_grad():
+        loss, x = torch.ops.hopkit.bpr_loss(U.detach(), X.detach(), *idx, "auto")
+    yield "bpr_backward", (U.detach(), X.detach(), *idx, x, torch.tensor(1.0, dtype=x.dtype),
+                           "auto")
+
+
+CASES = list(cases())
+
+
+@pytest.mark.parametrize("name,args", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_opcheck(name, args):
+    torch.library.opcheck(getattr(torch.ops.hopkit, name).default, args)
+
+
+def test_every_operator_is_checked():
+    assert {n for n, _ in CASES} == set(OPS)
+    for name in OPS:
+        assert hasattr(torch.ops.hopkit, name)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_spmm_double_backward(reduce):
+    A, _ = square(1)
+    X, w = leaf(12, 3), leaf(A.nnz, seed=1)
+    assert torch.autograd.gradgradcheck(lambda x, e: hopkit.spmm(A, x, reduce, e), (X, w))
+    assert torch.autograd.gradgradcheck(lambda x: hopkit.spmm(A, x, reduce), (X,))
+
+
+def test_propagate_and_lgconv_double_backward():
+    from hopkit.nn import LGConv
+
+    A, ei = square(2)
+    X = leaf(12, 3)
+    assert torch.autograd.gradgradcheck(lambda x: hopkit.propagate(A, x, 3), (X,))
+    w = torch.rand(ei.shape[1], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, e: LGConv()(x, ei, e), (X, w))
+
+
+def test_sddmm_double_backward():
+    A, _ = square(3)
+    assert torch.autograd.gradgradcheck(lambda u, v: hopkit.sddmm(A, u, v),
+                                        (leaf(12, 3), leaf(12, 3, seed=1)))
+
+
+def test_torch_stays_optional_in_the_core():
+    """`import hopkit` and a NumPy call never import torch (fresh process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, hopkit; A = hopkit.CSR([0, 1, 1], [0], shape=(2, 1)); "
+            "hopkit.spmm(A, np.ones((1, 2))); assert 'torch' not in sys.modules, 'torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_no_import_cycles():
+    """Module-level imports among python/hopkit modules form no cycle."""
+    root = pathlib.Path(hopkit.__file__).parent
+    mods = {}
+    for p in root.rglob("*.py"):
+        rel = p.relative_to(root.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        pkg = name if rel.name == "__init__" else name.rpartition(".")[0]
+        deps = set()
+        for node in ast.parse(p.read_text()).body:  # module level only
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = pkg.rsplit(".", node.level - 1)[0] if node.level > 1 else pkg
+                target = f"{base}.{node.module}" if node.module else base
+                deps.add(target)
+                deps.update(f"{target}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("hopkit"))
+        mods[name] = deps
+    graph = {m: {d for d in deps if d in mods and d != m} for m, deps in mods.items()}
+    # a package's __init__ importing its own submodules is not a cycle
+    graph = {m: {d for d in ds if not d.startswith(m + ".")} for m, ds in graph.items()}
+    state = {}
+
+    def visit(m, stack):
+        state[m] = 1
+        for d in graph[m]:
+            if state.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack + [m, d]))
+            if d not in state:
+                visit(d, stack + [m])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [])
