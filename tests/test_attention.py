@@ -4,6 +4,7 @@ import hopkit
 import numpy as np
 import pytest
 from conftest import BACKENDS, power_law_graph, tol
+from hopkit import _backend
 
 
 def dense_attention(A, Q, K, V, heads, score="dot", scale=None, slope=0.2):
@@ -154,6 +155,27 @@ def test_inplace_change_before_backward_is_detected(rng):
     K.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         Y.sum().backward()
+
+
+@pytest.mark.parametrize("score", ["dot", "gat"])
+def test_inf_and_nan_scores_propagate_like_reference(rng, score):
+    # issue 13 item 8: the native float fast exp shifted a negative exponent for NaN
+    # (undefined behaviour, fatal in the sanitizer build); NaN must still come out as NaN.
+    if _backend.native_module() is None:
+        pytest.skip("native extension not built")
+    A = graph(rng)
+    w = 8 if score == "dot" else 2  # gat: one scalar per node and head
+    Q = rng.standard_normal((40, w)).astype(np.float32)
+    K = rng.standard_normal((30, w)).astype(np.float32)
+    V = rng.standard_normal((30, 8)).astype(np.float32)
+    Q[3, 0], Q[5, 1], Q[7, :] = np.nan, np.inf, -np.inf
+    K[2, w // 2], K[9, 0] = np.inf, np.nan
+    Y = hopkit.attention_aggregate(A, Q, K, V, 2, score, backend="native")
+    ref = hopkit.attention_aggregate(A, Q.astype(np.float64), K.astype(np.float64),
+                                     V.astype(np.float64), 2, score, backend="numpy")
+    assert np.isnan(ref).any() and np.isfinite(ref).any()
+    np.testing.assert_array_equal(np.isnan(Y), np.isnan(ref))
+    np.testing.assert_allclose(Y, ref, rtol=1e-4, atol=1e-4, equal_nan=True)
 
 
 # ------------------------------------------------------------------ errors

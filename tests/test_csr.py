@@ -206,3 +206,97 @@ def test_from_coo_first_bad_position_across_chunks(rng):
     c[250_001] = 0
     with pytest.raises(ValueError, match=r"row must lie in \[0, 100\); row\[350000\] = 100"):
         hopkit.CSR.from_coo(r, c, shape=(100, 100))
+
+
+# ------------------------------------------------------------------ issue 13: hostile shapes
+FROM_COO_BACKENDS = ["native", "numba", "numpy"]
+
+
+def _from_coo_or_skip(backend, *args, **kwargs):
+    if backend == "native" and not hopkit.config()["backends"]["native"]:
+        pytest.skip("native extension not built")
+    if backend == "numba" and not hopkit.config()["backends"]["numba"]:
+        pytest.skip("numba not installed")
+    return hopkit.CSR.from_coo(*args, backend=backend, **kwargs)
+
+
+def test_from_coo_huge_n_cols_returns():
+    # The native sort-key setup looped forever (shift by 64) for n_cols > 2**62, ignoring
+    # Ctrl-C: run it in a subprocess so a regression fails instead of hanging the suite.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hopkit; A = hopkit.CSR.from_coo([0, 0], [2**62 + 7, 3], shape=(1, 2**63 - 1), "
+            "backend='native'); print(A.indices.tolist())")
+    if not hopkit.config()["backends"]["native"]:
+        pytest.skip("native extension not built")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str([3, 2**62 + 7])
+
+
+@pytest.mark.parametrize("backend", FROM_COO_BACKENDS)
+@pytest.mark.parametrize("n_rows, n_cols, index_dtype", [
+    (4096, 2**62, np.int64),        # row-block bits + column bits > 64
+    (100_000, 2**63 - 1, np.int64),
+    (1, 2**32, np.int32),           # 32-bit key with 32 column bits (shift by 32)
+    (600, 2**31, np.int32),
+])
+def test_from_coo_wide_keys_keep_rows(rng, backend, n_rows, n_cols, index_dtype):
+    nnz = 3000
+    hi = min(n_cols, np.iinfo(index_dtype).max)
+    r = rng.integers(0, n_rows, nnz).astype(index_dtype)
+    c = rng.integers(0, hi, nnz, dtype=np.int64).astype(index_dtype)
+    r[:2], c[:2] = n_rows - 1, [0, hi - 1]
+    A = _from_coo_or_skip(backend, r, c, shape=(n_rows, n_cols), sum_duplicates=False)
+    order = np.lexsort((c, r))
+    np.testing.assert_array_equal(A.row_ids(), r[order])
+    np.testing.assert_array_equal(A.indices, c[order])
+    B = _from_coo_or_skip(backend, [n_rows - 1], [0], shape=(n_rows, n_cols))
+    assert B.row_ids().tolist() == [n_rows - 1]
+
+
+@pytest.mark.parametrize("kind", ["sym", "row", "col"])
+def test_normalize_no_nonzeros(kind):
+    for A in (hopkit.CSR([0, 0], [], shape=(1, 3)),
+              hopkit.CSR([0, 0], np.array([], np.int32), np.array([], np.float64), (1, 3))):
+        N = A.normalize(kind)
+        assert N.shape == (1, 3) and N.nnz == 0 and N.values.shape == (0,)
+
+
+@pytest.mark.parametrize("normalize", ["sym", None])
+def test_bipartite_adjacency_no_nonzeros(normalize):
+    A = hopkit.bipartite_adjacency(hopkit.CSR([0, 0, 0], [], shape=(2, 3)), normalize=normalize)
+    assert A.shape == (5, 5) and A.nnz == 0
+    np.testing.assert_array_equal(A.indptr, np.zeros(6))
+
+
+def test_from_scipy_non_real_data_is_type_error():
+    for data in (np.array([1 + 2j]), np.array([1 + 0j], np.complex64)):
+        m = sp.csr_matrix((data, [0], [0, 1]), shape=(1, 2))
+        with pytest.raises(TypeError, match=r"CSR.from_scipy: the matrix must have real values; "
+                                            r"got dtype complex"):
+            hopkit.CSR.from_scipy(m)
+    for data, dtype in ((np.array([3]), np.float64), (np.array([True]), np.float32),
+                        (np.array([2], np.float16), np.float32)):
+        A = hopkit.CSR.from_scipy(sp.csr_matrix((data, [1], [0, 1]), shape=(1, 2)))
+        assert A.values.dtype == dtype and A.values[0] == data[0]
+
+
+@pytest.mark.parametrize("shape", [(1.0, 4.5), (1, 4.0), (1.0, 4), (True, 3), (1, "4"),
+                                   (1, None), (1,), (1, 2, 3), 5])
+def test_shape_must_be_integers(shape):
+    with pytest.raises(ValueError, match=r"CSR: shape must be two integers \(n_rows, n_cols\)"):
+        hopkit.CSR([0, 1], [0], shape=shape)
+    with pytest.raises(ValueError, match=r"CSR.from_coo: shape must be two integers"):
+        hopkit.CSR.from_coo([0], [0], shape=shape)
+
+
+def test_shape_accepts_numpy_integers():
+    A = hopkit.CSR([0, 1], [0], shape=(np.int32(1), np.int64(4)))
+    assert A.shape == (1, 4) and all(type(s) is int for s in A.shape)
+    B = hopkit.CSR.from_coo([0], [3], shape=np.array([1, 4]))
+    assert B.shape == (1, 4) and all(type(s) is int for s in B.shape)

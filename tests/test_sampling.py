@@ -145,3 +145,30 @@ def test_errors():
     with pytest.raises(ValueError, match="sorted, duplicate-free columns"):
         hopkit.sample_negatives(U, np.array([0]))
     assert hopkit.sample_negatives(R, np.array([0, 1]), n_neg=0).shape == (2, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["numpy"])
+@pytest.mark.parametrize("n_cols", [3 * 2**30, 2**32 - 1])
+def test_wide_catalogue_int32_users_gives_valid_ids(backend, n_cols):
+    # issue 13 item 3: int32 users made the output int32, so ids >= 2**31 wrapped negative
+    R = hopkit.CSR.from_coo([0, 1], [3, n_cols - 2], shape=(2, n_cols))
+    users = np.array([0, 1, 1, 0], dtype=np.int32)
+    out = hopkit.sample_negatives(R, users, 64, seed=3, backend=backend)
+    assert out.dtype == np.int64
+    assert out.min() >= 0 and out.max() < n_cols and (out >= 2**31).any()
+    np.testing.assert_array_equal(out, hopkit.sample_negatives(R, users.astype(np.int64), 64,
+                                                               seed=3, backend=backend))
+    small = hopkit.CSR.from_coo([0], [3], shape=(1, 2**31))  # ids up to 2**31 - 1: int32 holds them
+    assert hopkit.sample_negatives(small, users[:1], 2, backend=backend).dtype == np.int32
+
+
+@pytest.mark.parametrize("backend", BACKENDS + ["numpy"])
+def test_no_interactions_at_all(backend):
+    # issue 13 item 5: the NumPy backend raised IndexError when R.nnz == 0
+    R = hopkit.CSR([0, 0, 0], [], shape=(2, 5))
+    out = hopkit.sample_negatives(R, np.array([0, 1, 1]), 7, seed=11, backend=backend)
+    assert out.shape == (3, 7) and out.min() >= 0 and out.max() < 5
+    np.testing.assert_array_equal(out, hopkit.sample_negatives(R, np.array([0, 1, 1]), 7,
+                                                               seed=11, backend="numpy"))
+    R0 = hopkit.CSR([0, 0], [], shape=(1, 0))  # no items: every user is "full"
+    np.testing.assert_array_equal(hopkit.sample_negatives(R0, [0], 2, backend=backend), [[-1, -1]])

@@ -229,8 +229,6 @@ def test_topk_errors(rng):
         hopkit.topk(Q, X, 3, candidates=random_csr(rng, 3, 30, 0.2))
     with pytest.raises(ValueError, match=r"topk: candidates ids must lie in \[0, 30\)"):
         hopkit.topk(Q, X, 3, candidates=big)
-    with pytest.raises(TypeError, match="topk: A must be a hopkit.CSR"):
-        hopkit.topk(Q, X, 3, exclude=np.zeros((4, 30)))
     with pytest.raises(ValueError, match="topk: backend must be one of"):
         hopkit.topk(Q, X, 3, backend="gpu")
 
@@ -400,3 +398,18 @@ def test_evaluate_score_fn_matches_embeddings(rng, backend):
         hopkit.evaluate(None, None, train, test, score_fn=lambda u: np.zeros((len(u), 3)))
     with pytest.raises(ValueError, match=r"evaluate: pass either score_fn or user_emb"):
         hopkit.evaluate(U, V, train, test, score_fn=score_fn)
+
+
+def test_dense_csr_arguments_are_named(rng):
+    # issue 13 item 9: a dense exclude/candidates/train/test said "A must be a hopkit.CSR"
+    Q, X = rng.standard_normal((4, 5)), rng.standard_normal((30, 5))
+    dense = np.zeros((4, 30))
+    for call, name in ((lambda: hopkit.topk(Q, X, 3, exclude=dense), "topk: exclude"),
+                       (lambda: hopkit.topk(Q, X, 3, candidates=dense), "topk: candidates"),
+                       (lambda: hopkit.topk_scores(Q @ X.T, 3, exclude=dense),
+                        "topk_scores: exclude")):
+        with pytest.raises(TypeError, match=name + r" must be a hopkit.CSR \(or scipy/torch "
+                                                   r"sparse matrix\), got ndarray"):
+            call()
+    with pytest.raises(TypeError, match="evaluate: train must be a hopkit.CSR"):
+        hopkit.evaluate(Q, X, dense, dense, k=3)

@@ -29,9 +29,16 @@ PYBIND11_MODULE(_native, m) {
   m.def("get_num_threads", &hopkit::max_threads);
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#endif
+    hopkit::set_num_threads(n);
+  });
+  // The threads a kernel's parallel region gets now (what max_threads() asks
+  // for, as OpenMP grants it): lets a test check the count really used.
+  m.def("threads_in_parallel_region", [] {
+    int got = 1;
+    hopkit::parallel_threads(hopkit::max_threads(), [&](int t, int T) {
+      if (t == 0) got = T;
+    });
+    return got;
   });
   bind_csr(m);
   bind_spmm(m);

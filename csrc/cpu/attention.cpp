@@ -45,9 +45,11 @@ __attribute__((always_inline)) inline T dot(const T* u, const T* v, int64_t n) {
 // exp without a libm call (inlined, no vector-register spills around a call):
 // float by Cody-Waite reduction and a degree-6 polynomial (Cephes expf, ~1
 // ulp), 0 below -87.3 (so exp(-inf) = 0), NaN kept; double uses std::exp.
+// The clamp sends NaN to -87 too, so the exponent bits below are always in
+// [1, 254] (no UB for inf/NaN); the NaN itself is returned at the end.
 inline double exp_(double x) { return std::exp(x); }
 inline float exp_(float x) {
-  const float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);
+  const float xc = x > 88.0f ? 88.0f : (x > -87.0f ? x : -87.0f);
   const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
   const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -57,7 +59,7 @@ inline float exp_(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = (int32_t(n) + 127) << 23;
+  const uint32_t bits = uint32_t(int32_t(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   const float y = p * scale;

@@ -191,11 +191,14 @@ int64_t coo_to_csr(int64_t n_rows, int64_t n_cols, int64_t nnz, const I* rows, c
   //     (row within block) << col_bits | col into cols_out (values into
   //     values_out); block b then occupies exactly its final output range;
   // (2) per block, in parallel (a block fits in L2): sort_block.
+  // The packed key must fit in 64 bits: with columns wider than 64 - shift
+  // bits the blocks get fewer rows (down to one row each, key = column).
+  int col_bits = 0;  // ceil(log2(n_cols)) <= 63
+  while (col_bits < 63 && (int64_t(1) << col_bits) < n_cols) ++col_bits;
   int shift = 0;
   while ((n_rows >> shift) > 512) ++shift;
+  shift = std::min(shift, 64 - col_bits);
   const int64_t n_blocks = (n_rows >> shift) + 1;
-  int col_bits = 0;
-  while ((int64_t(1) << col_bits) < n_cols) ++col_bits;
   auto valid = [&](int64_t e) {
     return uint64_t(int64_t(rows[e])) < uint64_t(n_rows) &&
            uint64_t(int64_t(cols[e])) < uint64_t(n_cols);
@@ -236,7 +239,7 @@ int64_t coo_to_csr(int64_t n_rows, int64_t n_cols, int64_t nnz, const I* rows, c
     return -1;
   };
   const int64_t bad =
-      sizeof(I) == 4 && shift + col_bits <= 32 ? run(uint32_t{}) : run(uint64_t{});
+      sizeof(I) == 4 && col_bits < 32 && shift + col_bits <= 32 ? run(uint32_t{}) : run(uint64_t{});
   if (bad >= 0) *bad_row = !(uint64_t(int64_t(rows[bad])) < uint64_t(n_rows));
   return bad;
 }

@@ -22,9 +22,14 @@ def native_module():
     """The compiled CPU module, or None when the extension is not built."""
     if "native" not in _cache:
         try:
-            _cache["native"] = importlib.import_module("hopkit._native")
+            mod = importlib.import_module("hopkit._native")
         except ImportError:
-            _cache["native"] = None
+            mod = None
+        if mod is not None:
+            from ._config import default_num_threads
+
+            mod.set_num_threads(default_num_threads())
+        _cache["native"] = mod
     return _cache["native"]
 
 
@@ -42,11 +47,17 @@ def numba_module():
     """hopkit's Numba kernels, or None when Numba is not installed."""
     if "numba" not in _cache:
         try:
-            import numba  # noqa: F401
+            import numba
         except ImportError:
             _cache["numba"] = None
         else:
-            _cache["numba"] = importlib.import_module("hopkit._numba_kernels")
+            from ._config import default_num_threads
+
+            mod = importlib.import_module("hopkit._numba_kernels")
+            nat = native_module()  # Numba starts with hopkit's count too
+            n = nat.get_num_threads() if nat is not None else default_num_threads()
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+            _cache["numba"] = mod
     return _cache["numba"]
 
 

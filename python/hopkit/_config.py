@@ -10,8 +10,27 @@ from . import _backend
 __version__ = "0.1.0"
 
 
+def default_num_threads() -> int:
+    """hopkit's thread count until ``set_num_threads``: ``HOPKIT_NUM_THREADS``,
+    else the first level of ``OMP_NUM_THREADS``, else the CPUs this process may
+    run on. Read once, when a backend loads; torch's own setting never enters."""
+    raw = os.environ.get("HOPKIT_NUM_THREADS", "").strip()
+    if raw:
+        if not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
+            raise ValueError(f"hopkit: HOPKIT_NUM_THREADS must be an integer >= 1, got {raw!r}")
+        return int(raw)
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isascii() and omp.isdigit() and int(omp) >= 1:
+        return int(omp)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def get_num_threads() -> int:
-    """Threads the native kernels use (OpenMP; OMP_NUM_THREADS sets the default)."""
+    """Threads the native kernels use: hopkit's own count (``set_num_threads``,
+    ``default_num_threads``), whatever torch or OpenMP were told."""
     nat = _backend.native_module()
     return nat.get_num_threads() if nat is not None else 1
 

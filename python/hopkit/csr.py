@@ -62,6 +62,19 @@ def _value_array(x, name, op, length):
     return np.ascontiguousarray(a)
 
 
+def _shape(shape, op):
+    """shape as two Python ints >= 0 (NumPy integers accepted; floats, bools not)."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or len(dims) != 2 or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
+            for d in dims):
+        raise ValueError(f"{op}: shape must be two integers (n_rows, n_cols) >= 0, got {shape!r}")
+    return int(dims[0]), int(dims[1])
+
+
 def _readonly(a):
     if a is None:
         return None
@@ -102,10 +115,10 @@ class CSR:
         if shape is None:
             n_cols = int(indices.max()) + 1 if nnz else 0
         else:
-            if len(shape) != 2 or int(shape[0]) != n_rows or int(shape[1]) < 0:
+            rows_given, n_cols = _shape(shape, op)
+            if rows_given != n_rows:
                 raise ValueError(f"{op}: shape must be (len(indptr) - 1, n_cols) = ({n_rows}, "
                                  f"n_cols >= 0), got {tuple(shape)}")
-            n_cols = int(shape[1])
         if validate:
             if indptr[0] != 0:
                 raise ValueError(f"{op}: indptr must start at 0, got indptr[0] = {indptr[0]}")
@@ -224,9 +237,7 @@ class CSR:
         values = _value_array(values, "values", op, nnz)
         if shape is None:
             shape = (int(row.max()) + 1 if nnz else 0, int(col.max()) + 1 if nnz else 0)
-        n_rows, n_cols = int(shape[0]), int(shape[1])
-        if n_rows < 0 or n_cols < 0:
-            raise ValueError(f"{op}: shape must be non-negative, got {tuple(shape)}")
+        n_rows, n_cols = _shape(shape, op)
         be = _backend.resolve(backend, op)
         bad, bad_row, indptr, cols, _perm, vals, uniq = be.coo_to_csr(n_rows, n_cols, row, col,
                                                                       values)
@@ -265,6 +276,9 @@ class CSR:
 
         if not sp.issparse(m):
             raise TypeError(f"CSR.from_scipy: expected a scipy.sparse matrix, got {type(m)}")
+        if m.dtype.kind not in "biuf":
+            raise TypeError(f"CSR.from_scipy: the matrix must have real values; got dtype "
+                            f"{m.dtype}")
         m = m.tocsr()
         values = m.data
         if values.dtype not in _VALUE_DTYPES:
@@ -322,6 +336,7 @@ class CSR:
         cols = self.indices
 
         def inv(d, p):  # 1 / d^p where d > 0, else 0
+            d = d.astype(np.float64)  # bincount of no entries is int64
             return np.divide(1.0, np.power(d, p, where=d > 0, out=np.ones_like(d)),
                              out=np.zeros_like(d), where=d > 0)
 
@@ -336,8 +351,9 @@ class CSR:
         return CSR(self.indptr, self.indices, w.astype(dtype), self.shape, validate=False)
 
 
-def as_csr(A, op="hopkit") -> CSR:
-    """Accept a hopkit.CSR, a scipy sparse matrix or a torch sparse tensor."""
+def as_csr(A, op="hopkit", name="A") -> CSR:
+    """Accept a hopkit.CSR, a scipy sparse matrix or a torch sparse tensor
+    (``name``: the argument, for the error message)."""
     if isinstance(A, CSR):
         return A
     if is_tensor(A) and A.layout != require_torch(op).strided:
@@ -349,7 +365,7 @@ def as_csr(A, op="hopkit") -> CSR:
             return CSR.from_scipy(A)
     except ImportError:
         pass
-    raise TypeError(f"{op}: A must be a hopkit.CSR (or scipy/torch sparse matrix), got "
+    raise TypeError(f"{op}: {name} must be a hopkit.CSR (or scipy/torch sparse matrix), got "
                     f"{type(A).__name__}")
 
 
@@ -357,7 +373,7 @@ def bipartite_adjacency(R, normalize="sym", dtype=np.float32) -> CSR:
     """The (U+I) x (U+I) adjacency [[0, R], [R^T, 0]] of a users x items
     interaction matrix R, normalised as LightGCN does (``"sym"``), or ``None``
     for the raw 0/1 (or weighted) adjacency."""
-    R = as_csr(R, "bipartite_adjacency")
+    R = as_csr(R, "bipartite_adjacency", "R")
     U, n_items = R.shape
     RT = R.T
     idx_dtype = np.int64 if U + n_items > np.iinfo(np.int32).max else R.indices.dtype

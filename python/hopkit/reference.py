@@ -213,6 +213,8 @@ def sample_negatives(indptr, indices, n_items, users, n_neg, seed, out):
 
 def _in_rows(indices, lo, deg, c):
     """Vectorised membership of c[k] in the sorted row (lo[k], deg[k])."""
+    if len(indices) == 0:
+        return np.zeros(len(c), dtype=bool)
     left, right = lo.copy(), lo + deg
     while True:
         active = left < right

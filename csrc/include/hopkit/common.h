@@ -2,6 +2,7 @@
 // partitioning and the ISA dispatch macros. No Python, no torch.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -16,13 +17,22 @@
 
 namespace hopkit {
 
+// hopkit's own thread count, set from Python (hopkit.set_num_threads,
+// HOPKIT_NUM_THREADS) and passed to every parallel region's num_threads
+// clause. It is not OpenMP's nthreads ICV: torch sets that one too when it
+// shares the runtime, and it is per thread. 0 (never set): the ICV.
+inline std::atomic<int> num_threads_setting{0};
+
 inline int max_threads() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  const int n = num_threads_setting.load(std::memory_order_relaxed);
+  return n > 0 ? n : omp_get_max_threads();
 #else
   return 1;
 #endif
 }
+
+inline void set_num_threads(int n) { num_threads_setting.store(n, std::memory_order_relaxed); }
 
 // First row r with cost(r) = indptr[r] + r >= target: rows are split by
 // nonzeros plus a unit per row, so a power-law degree distribution does not

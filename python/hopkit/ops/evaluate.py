@@ -97,8 +97,8 @@ def evaluate(user_emb, item_emb, train, test, ks=(20,), metrics=METRICS, users=N
     ``"users"``. With no user to evaluate every mean is NaN.
     """
     op = "evaluate"
-    train = as_csr(train, op)
-    test = as_csr(test, op)
+    train = as_csr(train, op, "train")
+    test = as_csr(test, op, "test")
     if score_fn is not None:
         if user_emb is not None or item_emb is not None:
             raise ValueError(f"{op}: pass either score_fn or user_emb and item_emb, not both")

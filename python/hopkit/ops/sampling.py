@@ -51,14 +51,14 @@ def sample_negatives(R, users, n_neg=1, seed=0, backend=None):
         the same for every thread count and backend.
 
     Returns an array (or tensor, if ``users`` is one) [B, n_neg] with the
-    dtype of ``users``: items not in the user's row, uniform over those items;
+    dtype of ``users``, int64 when R has more than 2**31 columns: items not in the user's row, uniform over those items;
     -1 for a user who has interacted with every item.
     """
     op = "sample_negatives"
-    R = as_csr(R, op)
+    R = as_csr(R, op, "R")
     _check_device(op, users=users)
     u = _check_ids(op, "users", users, R.n_rows, "R")
-    if u.dtype not in (np.int32, np.int64):
+    if u.dtype not in (np.int32, np.int64) or R.n_cols > 2**31:  # int32 holds ids < 2**31
         u = u.astype(np.int64)
     u = np.ascontiguousarray(u)
     if isinstance(n_neg, bool) or not isinstance(n_neg, (int, np.integer)) or n_neg < 0:
@@ -101,7 +101,7 @@ def bpr_triples(R, seed=0, sampling="pairs", backend=None):
     proportion to their degree).
     """
     op = "bpr_triples"
-    R = as_csr(R, op)
+    R = as_csr(R, op, "R")
     seed = _check_seed(op, seed)
     check_sampling(op, sampling)
     rng = np.random.default_rng(seed)

@@ -138,7 +138,7 @@ def _exclusion(op, exclude, exclude_rows, B, N):
         if exclude_rows is not None:
             raise ValueError(f"{op}: exclude_rows needs exclude (the CSR whose rows it selects)")
         return None, None, None
-    E = as_csr(exclude, op)
+    E = as_csr(exclude, op, "exclude")
     _check_ids(op, "exclude", E, N)
     indptr, indices = sorted_rows(E)
     if exclude_rows is None:
@@ -166,7 +166,7 @@ def _exclusion(op, exclude, exclude_rows, B, N):
 def _candidates(op, candidates, B, N):
     if candidates is None:
         return None, None
-    C = as_csr(candidates, op)
+    C = as_csr(candidates, op, "candidates")
     if C.n_rows != B:
         raise ValueError(f"{op}: candidates must have one row per query ({B} rows), got "
                          f"{C.n_rows}")
