@@ -169,3 +169,55 @@ def test_errors():
         LGConv()(x, adj, torch.ones(2))
     with pytest.raises(ValueError, match=r"LGConv: the adjacency must be 10 x 10"):
         LGConv()(x, torch.sparse_coo_tensor(ei.clamp(max=9), torch.ones(2), (10, 11)))
+
+
+# ---------------------------------------------------------------- GATConv
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("heads,concat", [(1, True), (3, True), (3, False)])
+@pytest.mark.parametrize("self_loops", [True, False])
+def test_gatconv_equals_pyg(seed, heads, concat, self_loops):
+    from hopkit.nn import GATConv
+
+    rng = np.random.default_rng(seed)
+    ei = random_edge_index(rng)
+    torch.manual_seed(seed)
+    kw = dict(heads=heads, concat=concat, add_self_loops=self_loops, negative_slope=0.15,
+              residual=seed == 1, bias=seed != 2)
+    ref = pyg.GATConv(12, 5, **kw).double()
+    ours = GATConv(12, 5, **kw).double()
+    ours.load_state_dict(ref.state_dict())  # PyG's parameter names and shapes
+    x = torch.randn(50, 12, dtype=torch.float64, requires_grad=True)
+    a, b = ours(x, ei), ref(x, ei)
+    torch.testing.assert_close(a, b, **TOL)
+    pa = [x] + [p for _, p in sorted(ours.named_parameters())]
+    pb = [x] + [p for _, p in sorted(ref.named_parameters())]
+    for ga, gb in zip(grads(a, pa), grads(b, pb), strict=True):
+        torch.testing.assert_close(ga, gb, **TOL)
+
+
+def test_gatconv_on_a_sparse_adjacency_equals_edge_index():
+    from hopkit.nn import GATConv
+
+    rng = np.random.default_rng(3)
+    ei = random_edge_index(rng)
+    adj = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.shape[1]), (50, 50)).coalesce()
+    eu = adj.indices().flip(0)  # the coalesced graph as an edge_index
+    conv = GATConv(6, 4, heads=2).double()
+    x = torch.randn(50, 6, dtype=torch.float64)
+    torch.testing.assert_close(conv(x, adj), conv(x, eu), **TOL)
+    ref = pyg.GATConv(6, 4, heads=2).double()
+    ref.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(conv(x, adj), ref(x, eu), **TOL)
+
+
+def test_gatconv_refusals():
+    from hopkit.nn import GATConv
+
+    with pytest.raises(ValueError, match="GATConv: attention dropout is not supported"):
+        GATConv(4, 4, dropout=0.5)
+    with pytest.raises(ValueError, match="GATConv: edge features are not supported"):
+        GATConv(4, 4, edge_dim=3)
+    with pytest.raises(ValueError, match="GATConv: in_channels must be an int"):
+        GATConv((4, 5), 4)
+    with pytest.raises(ValueError, match="return_attention_weights are not supported"):
+        GATConv(4, 4)(torch.randn(3, 4), torch.tensor([[0], [1]]), return_attention_weights=True)

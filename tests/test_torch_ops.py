@@ -37,7 +37,8 @@ def cases():
     arg = torch.zeros(12, 3, dtype=torch.int64)
     idx = [torch.from_numpy(np.random.default_rng(s).integers(0, 12, 9)) for s in range(3)]
     yield "csr_transpose", (g.indptr, g.indices, 12, "auto")
-    yield "edge_index_csr", (ei, 12, "auto")
+    yield "edge_index_csr", (ei, 12, False, "auto")
+    yield "edge_index_csr", (ei, 12, True, "auto")
     for graph in (g, ge):
         for msg, red, E in ((1, 0, w), (1, 1, w), (1, 2, w), (1, 3, W), (2, 0, W), (0, 1, None),
                             (2, 2, w)):
@@ -62,6 +63,19 @@ def cases():
         loss, x = torch.ops.hopkit.bpr_loss(U.detach(), X.detach(), *idx, "auto")
     yield "bpr_backward", (U.detach(), X.detach(), *idx, x, torch.tensor(1.0, dtype=x.dtype),
                            "auto")
+    Qs, Is = torch.randint(-3, 3, (5, 4)).double(), torch.randint(-3, 3, (30, 4)).double()
+    ex = hopkit.CSR.from_coo([0, 0, 2, 3], [1, 5, 0, 29], shape=(4, 30))
+    exs = (G.from_np(ex.indptr), G.from_np(ex.indices))
+    rows = torch.tensor([0, 1, 3, 2, 0])
+    yield "topk", (Qs, Is, 7, None, None, None, None, None, "auto")
+    yield "topk", (Qs, Is, 40, *exs, rows, None, None, "auto")
+    yield "topk", (Qs[:4], Is, 3, *exs, None, *exs, "auto")
+    yield "topk_scores", (Qs @ Is.T, 6, *exs, rows, "auto")
+    yield "topk_scores", (Qs[:4] @ Is.T, 0, None, None, None, "auto")
+    R = hopkit.CSR.from_coo([0, 0, 1, 2], [1, 5, 0, 29], shape=(3, 30))
+    for users in (torch.tensor([0, 1, 2, 2]), torch.tensor([2, 0], dtype=torch.int32)):
+        yield "sample_negatives", (G.from_np(R.indptr), G.from_np(R.indices), 30, users, 3,
+                                   -5, "auto")
 
 
 CASES = list(cases())
@@ -76,6 +90,31 @@ def test_every_operator_is_checked():
     assert {n for n, _ in CASES} == set(OPS)
     for name in OPS:
         assert hasattr(torch.ops.hopkit, name)
+
+
+def test_retrieval_operators_match_the_numpy_path():
+    rng = np.random.default_rng(0)
+    Q, X = rng.integers(-3, 3, (6, 4)).astype(np.float32), rng.integers(-3, 3, (50, 4)) \
+        .astype(np.float32)
+    ex = hopkit.CSR.from_coo(rng.integers(0, 6, 20), rng.integers(0, 50, 20), shape=(6, 50))
+    for k in (0, 5, 50, 60):
+        s, i = hopkit.topk(torch.from_numpy(Q), torch.from_numpy(X), k, exclude=ex)
+        s0, i0 = hopkit.topk(Q, X, k, exclude=ex)
+        np.testing.assert_array_equal(i.numpy(), i0)
+        np.testing.assert_array_equal(s.numpy(), s0)
+        s, i = hopkit.topk_scores(torch.from_numpy(Q @ X.T), k, exclude=ex,
+                                  exclude_rows=torch.arange(6))
+        s0, i0 = hopkit.topk_scores(Q @ X.T, k, exclude=ex)
+        np.testing.assert_array_equal(i.numpy(), i0)
+    users = rng.integers(0, 6, 40)
+    for seed in (0, 2**64 - 1):
+        a = hopkit.sample_negatives(ex, torch.from_numpy(users), 3, seed=seed)
+        np.testing.assert_array_equal(a.numpy(), hopkit.sample_negatives(ex, users, 3, seed=seed))
+    with pytest.raises(ValueError, match=r"topk: exclude_rows must lie in \[0, 6\)"):
+        hopkit.topk(torch.from_numpy(Q), torch.from_numpy(X), 3, exclude=ex,
+                    exclude_rows=torch.tensor([0, 1, 2, 3, 4, 6]))
+    with pytest.raises(ValueError, match=r"sample_negatives: users must lie in \[0, 6\)"):
+        hopkit.sample_negatives(ex, torch.tensor([7]), 1)
 
 
 @pytest.mark.parametrize("reduce", ["sum", "mean"])

@@ -36,22 +36,30 @@ def _is_sparse_tensor(adj) -> bool:
         "torch_sparse")
 
 
+def _is_edge_index(adj) -> bool:
+    return isinstance(adj, torch.Tensor) and adj.layout == torch.strided
+
+
+def _check_edge_index(op, adj, edge_weight, dtype):
+    if adj.dim() != 2 or adj.shape[0] != 2:
+        raise ValueError(f"{op}: edge_index must have shape (2, num_edges), got "
+                         f"{tuple(adj.shape)}")
+    if adj.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{op}: edge_index must be int32 or int64, got {adj.dtype}")
+    if edge_weight is not None:
+        if tuple(edge_weight.shape) != (adj.shape[1],):
+            raise ValueError(f"{op}: edge_weight must have shape ({adj.shape[1]},) (one "
+                             f"per edge_index column), got {tuple(edge_weight.shape)}")
+        if edge_weight.dtype != dtype:
+            raise TypeError(f"{op}: edge_weight must have the dtype of x ({dtype}), got "
+                            f"{edge_weight.dtype}")
+
+
 def adjacency(op, adj, num_nodes, edge_weight, dtype):
     """(Graph, weights or None) for any adjacency a PyG layer takes; weights in
     the graph's edge order (edge_index column order for an edge_index)."""
-    if isinstance(adj, torch.Tensor) and adj.layout == torch.strided:
-        if adj.dim() != 2 or adj.shape[0] != 2:
-            raise ValueError(f"{op}: edge_index must have shape (2, num_edges), got "
-                             f"{tuple(adj.shape)}")
-        if adj.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"{op}: edge_index must be int32 or int64, got {adj.dtype}")
-        if edge_weight is not None:
-            if tuple(edge_weight.shape) != (adj.shape[1],):
-                raise ValueError(f"{op}: edge_weight must have shape ({adj.shape[1]},) (one "
-                                 f"per edge_index column), got {tuple(edge_weight.shape)}")
-            if edge_weight.dtype != dtype:
-                raise TypeError(f"{op}: edge_weight must have the dtype of x ({dtype}), got "
-                                f"{edge_weight.dtype}")
+    if _is_edge_index(adj):
+        _check_edge_index(op, adj, edge_weight, dtype)
         return _g.from_edge_index(adj, num_nodes), edge_weight
     if edge_weight is not None:
         raise ValueError(f"{op}: edge_weight is for an edge_index; a sparse adjacency carries "
@@ -170,6 +178,103 @@ class LightGCNPropagation(_GraphModule):
     def forward(self, x, adj, edge_weight=None):
         g, w = self._graph(x, adj, edge_weight)
         return _propagate_op(*g.args, x, w, self.alpha, "auto")
+
+
+def _glorot(t):
+    bound = (6.0 / (t.shape[-2] + t.shape[-1])) ** 0.5
+    with torch.no_grad():
+        t.uniform_(-bound, bound)
+
+
+class GATConv(torch.nn.Module):
+    """PyG's ``GATConv`` on ``hopkit::attention_aggregate`` (one fused pass,
+    online softmax, no per-edge tensor):
+
+    ``x'_i = sum_{j -> i} softmax_j(LeakyReLU(a_dst . W x_i + a_src . W x_j)) W x_j``
+    per head, heads concatenated (``concat=True``) or averaged, plus bias,
+    with PyG's parameters (``lin``, ``att_src``, ``att_dst``, ``bias``,
+    ``res``), so a PyG ``GATConv`` state_dict loads as it is. Self-loops as
+    PyG adds them (the graph's own removed, one per node appended) when
+    ``add_self_loops``. ``forward(x, edge_index)`` takes any adjacency of the
+    module docstring (rows of a sparse matrix are targets).
+
+    Not supported (a clear error, not a silent difference): attention dropout
+    (``dropout > 0``), edge features (``edge_dim``), bipartite
+    ``in_channels`` tuples and ``return_attention_weights``.
+    """
+
+    def __init__(self, in_channels, out_channels, heads=1, concat=True, negative_slope=0.2,
+                 dropout=0.0, add_self_loops=True, edge_dim=None, fill_value="mean", bias=True,
+                 residual=False):
+        super().__init__()
+        op = "GATConv"
+        if not isinstance(in_channels, int):
+            raise ValueError(f"{op}: in_channels must be an int (bipartite (src, dst) channel "
+                             f"pairs are not supported), got {in_channels!r}")
+        if dropout:
+            raise ValueError(f"{op}: attention dropout is not supported (the softmax is fused, "
+                             f"no per-edge coefficients exist); pass dropout=0, got {dropout}")
+        if edge_dim is not None:
+            raise ValueError(f"{op}: edge features are not supported; pass edge_dim=None, got "
+                             f"{edge_dim}")
+        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
+        self.concat, self.negative_slope, self.dropout = concat, negative_slope, dropout
+        self.add_self_loops, self.edge_dim, self.fill_value = add_self_loops, None, fill_value
+        self.residual = residual
+        total = out_channels * (heads if concat else 1)
+        self.lin = torch.nn.Linear(in_channels, heads * out_channels, bias=False)
+        self.att_src = torch.nn.Parameter(torch.empty(1, heads, out_channels))
+        self.att_dst = torch.nn.Parameter(torch.empty(1, heads, out_channels))
+        self.res = torch.nn.Linear(in_channels, total, bias=False) if residual else None
+        self.bias = torch.nn.Parameter(torch.empty(total)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for lin in (self.lin, self.res):
+            if lin is not None:
+                _glorot(lin.weight)
+        _glorot(self.att_src)
+        _glorot(self.att_dst)
+        if self.bias is not None:
+            torch.nn.init.zeros_(self.bias)
+
+    def forward(self, x, edge_index, edge_attr=None, size=None, return_attention_weights=None):
+        op = "GATConv"
+        if edge_attr is not None or return_attention_weights is not None:
+            raise ValueError(f"{op}: edge_attr and return_attention_weights are not supported")
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            raise ValueError(f"{op}: x must be a 2-D tensor [num_nodes, in_channels]")
+        H, C, n = self.heads, self.out_channels, x.shape[0]
+        g = self._graph(op, edge_index, n)
+        h = self.lin(x)
+        hh = h.view(-1, H, C)
+        a_src, a_dst = (hh * self.att_src).sum(-1), (hh * self.att_dst).sum(-1)
+        if g.n_rows > n:  # the self-loop graph's sink node (torch_ops.graph.from_edge_index)
+            h, a_src, a_dst = (torch.nn.functional.pad(t, (0, 0, 0, 1)) for t in (h, a_src, a_dst))
+        out = torch.ops.hopkit.attention_aggregate(
+            g.indptr, g.indices, g.t_indptr, g.t_indices, g.n_cols, a_dst, a_src, h, H, 1, None,
+            float(self.negative_slope), "auto")[0][:n]
+        if not self.concat:
+            out = out.view(-1, H, C).mean(dim=1)
+        if self.res is not None:
+            out = out + self.res(x)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def _graph(self, op, adj, n):
+        if _is_edge_index(adj):
+            _check_edge_index(op, adj, None, None)
+        else:
+            g, _ = adjacency(op, adj, n, None, torch.float64)
+            if not self.add_self_loops:
+                return g
+            adj = torch.stack([g.indices.to(torch.int64), _row_ids(g)])  # as an edge_index
+        return _g.from_edge_index(adj, n, self_loops=self.add_self_loops)
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"heads={self.heads})")
 
 
 def _mlp(n_in, n_hidden, n_out):

@@ -67,7 +67,7 @@ def dtype_name(d) -> str:
     return str(d).removeprefix("torch.")
 
 
-def check_dense(op, name, X, rows=None, dtype=None):
+def check_dense(op, name, X, rows=None, dtype=None, same_as="the same dtype as the features"):
     """X must be a 2-D float32/float64 array or tensor. A NumPy array comes back
     C-contiguous (copied if needed); a tensor comes back as it is, checked from
     its metadata alone (so the check also runs on fake tensors under
@@ -80,8 +80,7 @@ def check_dense(op, name, X, rows=None, dtype=None):
     if got not in ("float32", "float64"):
         raise TypeError(f"{op}: {name} must be float32 or float64, got {got}")
     if dtype is not None and got != dtype_name(dtype):
-        raise TypeError(f"{op}: {name} must have the same dtype as the features "
-                        f"({dtype_name(dtype)}), got {got}")
+        raise TypeError(f"{op}: {name} must have {same_as} ({dtype_name(dtype)}), got {got}")
     if X.ndim != 2:
         raise ValueError(f"{op}: {name} must be 2-D, got shape {tuple(X.shape)}")
     if rows is not None and X.shape[0] != rows:

@@ -9,6 +9,7 @@ from .._torch import is_tensor
 from ..csr import CSR, as_csr
 from ._common import check_device as _check_device
 from ._common import check_ids as _check_ids
+from ._common import check_ids_meta as _check_ids_meta
 
 
 def _check_rows_sorted(op, R: CSR):
@@ -57,26 +58,35 @@ def sample_negatives(R, users, n_neg=1, seed=0, backend=None):
     op = "sample_negatives"
     R = as_csr(R, op, "R")
     _check_device(op, users=users)
-    u = _check_ids(op, "users", users, R.n_rows, "R")
-    if u.dtype not in (np.int32, np.int64) or R.n_cols > 2**31:  # int32 holds ids < 2**31
-        u = u.astype(np.int64)
-    u = np.ascontiguousarray(u)
     if isinstance(n_neg, bool) or not isinstance(n_neg, (int, np.integer)) or n_neg < 0:
         raise ValueError(f"{op}: n_neg must be an integer >= 0, got {n_neg!r}")
     if R.n_cols >= 2**32:
         raise ValueError(f"{op}: R must have fewer than 2**32 columns, got {R.n_cols}")
     seed = _check_seed(op, seed)
     _check_rows_sorted(op, R)
-    out = np.empty(u.shape[0] * int(n_neg), dtype=u.dtype)
-    if out.size:
-        be = _backend.resolve(backend, op)
-        be.sample_negatives(R.indptr, R.indices, R.n_cols, u, int(n_neg), seed, out)
-    out = out.reshape(u.shape[0], int(n_neg))
-    if is_tensor(users):
-        import torch
+    if is_tensor(users):  # hopkit::sample_negatives; the ids' range is checked there
+        from ..torch_ops.sampling import sample_negatives_tensors
 
-        return torch.from_numpy(out)
-    return out
+        _check_ids_meta(op, "users", users)
+        return sample_negatives_tensors(R, users, int(n_neg), seed, backend)
+    return negatives_np(R.indptr, R.indices, R.n_rows, R.n_cols, users, int(n_neg), seed,
+                        _backend.resolve(backend, op))
+
+
+def negatives_dtype(users_dtype, n_cols):
+    """The output's index dtype: the users' (int32 or int64), int64 when the
+    item ids need it."""
+    return users_dtype if users_dtype in ("int32", "int64") and n_cols <= 2**31 else "int64"
+
+
+def negatives_np(indptr, indices, n_rows, n_cols, users, n_neg, seed, be):
+    """[B, n_neg] negatives on validated R arrays; users range-checked here."""
+    u = _check_ids("sample_negatives", "users", users, n_rows, "R")
+    u = np.ascontiguousarray(u, dtype=negatives_dtype(u.dtype.name, n_cols))
+    out = np.empty(u.shape[0] * n_neg, dtype=u.dtype)
+    if out.size:
+        be.sample_negatives(indptr, indices, n_cols, u, n_neg, seed, out)
+    return out.reshape(u.shape[0], n_neg)
 
 
 SAMPLING = ("pairs", "users")

@@ -9,25 +9,19 @@ import numpy as np
 from .. import _backend
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
-from ._common import FLOATS as _FLOATS
+from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
+from ._common import check_ids_meta as _check_ids_meta
+from ._common import dtype_name as _dtype_name
 from ._common import to_numpy as _to_numpy
 from ._cuda import route as _route
 
 
-def _dense(op, name, x, dtype=None):
-    a = _to_numpy(x)
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{op}: {name} must be a NumPy array or torch tensor, got "
-                        f"{type(x).__name__}")
-    if a.dtype not in _FLOATS:
-        raise TypeError(f"{op}: {name} must be float32 or float64, got {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
-        raise TypeError(f"{op}: {name} must have the dtype of queries ({np.dtype(dtype)}), got "
-                        f"{a.dtype}")
-    if a.ndim != 2:
-        raise ValueError(f"{op}: {name} must be 2-D, got shape {a.shape}")
-    return np.ascontiguousarray(a)
+def _dense(op, name, x, dtype=None, as_numpy=True):
+    """check_dense with topk's wording; a C-contiguous NumPy array unless
+    ``as_numpy`` is False (a tensor then stays a tensor, for the operator)."""
+    a = _check_dense(op, name, x, dtype=dtype, same_as="the dtype of queries")
+    return np.ascontiguousarray(_to_numpy(a)) if as_numpy else a
 
 
 class ItemIndex:
@@ -117,8 +111,9 @@ def _check_ids(op, name, A: CSR, N):
 
 def _check_pair(op, Q, X):
     """queries [B, d] and items [N, d] of one dtype (NumPy or torch); (B, N)."""
-    if X.dtype != Q.dtype:
-        raise TypeError(f"{op}: items must have the dtype of queries ({Q.dtype}), got {X.dtype}")
+    if _dtype_name(X) != _dtype_name(Q):
+        raise TypeError(f"{op}: items must have the dtype of queries ({_dtype_name(Q)}), got "
+                        f"{_dtype_name(X)}")
     if X.shape[1] != Q.shape[1]:
         raise ValueError(f"{op}: items must have d = {Q.shape[1]} columns (queries.shape[1]), "
                          f"got {X.shape[1]}")
@@ -146,21 +141,32 @@ def _exclusion(op, exclude, exclude_rows, B, N):
             raise ValueError(f"{op}: exclude must have one row per query ({B} rows), or pass "
                              f"exclude_rows to map queries to its rows; got {E.n_rows} rows")
         return indptr, indices, None
-    r = _to_numpy(exclude_rows)
-    r = np.asarray(r)
-    if r.ndim != 1 or r.dtype.kind not in "iu":
+    if is_tensor(exclude_rows):  # metadata here, the range inside the operator
+        _check_exclude_rows_meta(op, exclude_rows, B)
+        return indptr, indices, exclude_rows
+    return indptr, indices, check_exclude_rows(op, exclude_rows, B, E.n_rows)
+
+
+def _check_exclude_rows_meta(op, r, B):
+    if r.ndim != 1 or not _dtype_name(r).startswith(("int", "uint")):
         raise ValueError(f"{op}: exclude_rows must be a 1-D integer array, got "
-                         f"{r.dtype} with shape {r.shape}")
+                         f"{_dtype_name(r)} with shape {tuple(r.shape)}")
     if r.shape[0] != B:
         raise ValueError(f"{op}: exclude_rows must have one entry per query ({B}), got "
                          f"{r.shape[0]}")
+
+
+def check_exclude_rows(op, exclude_rows, B, n_rows):
+    """exclude_rows as int64 [B] with values in [0, n_rows) (exclude's rows)."""
+    r = np.asarray(_to_numpy(exclude_rows))
+    _check_exclude_rows_meta(op, r, B)
     if B:
-        bad = (r < 0) | (r >= E.n_rows)
+        bad = (r < 0) | (r >= n_rows)
         if bad.any():
             b = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{op}: exclude_rows must lie in [0, {E.n_rows}) (exclude.shape[0])"
+            raise ValueError(f"{op}: exclude_rows must lie in [0, {n_rows}) (exclude.shape[0])"
                              f"; exclude_rows[{b}] = {int(r[b])}")
-    return indptr, indices, np.ascontiguousarray(r, dtype=np.int64)
+    return np.ascontiguousarray(r, dtype=np.int64)
 
 
 def _candidates(op, candidates, B, N):
@@ -210,9 +216,10 @@ def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None, *,
                   items=None if isinstance(items, ItemIndex) else items)
     torch_out = is_tensor(queries) or (items.torch_in if isinstance(items, ItemIndex)
                                        else is_tensor(items))
-    Q = _dense(op, "queries", queries)
     index = items if isinstance(items, ItemIndex) else None
-    X = index.items if index is not None else _dense(op, "items", items)
+    as_op = torch_out and index is None  # tensors in: hopkit::topk
+    Q = _dense(op, "queries", queries, as_numpy=not as_op)
+    X = index.items if index is not None else _dense(op, "items", items, as_numpy=not as_op)
     B, N = _check_pair(op, Q, X)
     k = _check_k(op, k)
     ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
@@ -220,6 +227,11 @@ def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None, *,
     if (ex_indices is not None and c_indices is not None
             and ex_indices.dtype != c_indices.dtype):
         ex_indices, c_indices = ex_indices.astype(np.int64), c_indices.astype(np.int64)
+    if as_op:
+        from ..torch_ops.topk import topk_tensors
+
+        return topk_tensors(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices,
+                            backend)
     be = _backend.resolve(backend, op)
     scores = np.full((B, k), -np.inf, dtype=Q.dtype)
     idx = np.full((B, k), -1, dtype=np.int64)
@@ -267,17 +279,17 @@ def topk_scores(scores, k, exclude=None, exclude_rows=None, *, backend=None):
     """
     op = "topk_scores"
     _check_device(op, scores=scores)
-    S = _dense(op, "scores", scores)
+    S = _dense(op, "scores", scores, as_numpy=not is_tensor(scores))
     B, N = S.shape
     k = _check_k(op, k)
     ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
+    if is_tensor(S):
+        from ..torch_ops.topk import topk_scores_tensors
+
+        return topk_scores_tensors(S, k, ex_indptr, ex_indices, ex_rows, backend)
     be = _backend.resolve(backend, op)
     out_s = np.full((B, k), -np.inf, dtype=S.dtype)
     idx = np.full((B, k), -1, dtype=np.int64)
     if k and B and N:
         be.topk_select(S, k, ex_indptr, ex_indices, ex_rows, out_s, idx)
-    if is_tensor(scores):
-        import torch
-
-        return torch.from_numpy(out_s), torch.from_numpy(idx)
     return out_s, idx

@@ -11,7 +11,8 @@ and ``opcheck`` arrived in 2.4). CPU tensors; CUDA tensors still take the
 ``hopkit.autograd`` Functions (docs/compile.md).
 """
 
-from . import attention, bpr, graph, propagate, spmm  # noqa: F401
+from . import attention, bpr, graph, propagate, sampling, spmm, topk  # noqa: F401
 
 OPS = ("csr_transpose", "edge_index_csr", "spmm", "spmm_arg_grad_x", "spmm_edge_grad", "sddmm",
-       "propagate", "attention_aggregate", "attention_backward", "bpr_loss", "bpr_backward")
+       "propagate", "attention_aggregate", "attention_backward", "bpr_loss", "bpr_backward",
+       "topk", "topk_scores", "sample_negatives")

@@ -109,10 +109,17 @@ def values_of(A, dtype) -> Tensor | None:
     return v
 
 
-def from_edge_index(edge_index: Tensor, num_nodes: int, backend=None) -> Graph:
+def from_edge_index(edge_index: Tensor, num_nodes: int, backend=None, self_loops=False) -> Graph:
+    """``self_loops=True``: PyG's remove_self_loops + add_self_loops (one
+    loop per node, after the other edges), as GATConv does. The graph then
+    has num_nodes + 1 nodes: the extra node is a sink that holds the removed
+    loops (its row and column touch nothing else), so that the edge count
+    stays E + num_nodes whatever the data; pad the features with one row and
+    drop the extra output row."""
     ip, ix, eid, ti, tx, teid = torch.ops.hopkit.edge_index_csr(edge_index, num_nodes,
-                                                                backend or "auto")
-    return Graph(ip, ix, eid, ti, tx, teid, num_nodes, num_nodes)
+                                                                self_loops, backend or "auto")
+    n = num_nodes + 1 if self_loops else num_nodes
+    return Graph(ip, ix, eid, ti, tx, teid, n, n)
 
 
 # ---------------------------------------------------------------- operators
@@ -133,10 +140,12 @@ def _(indptr, indices, n_cols, backend):
 
 
 @torch.library.custom_op("hopkit::edge_index_csr", mutates_args=())
-def edge_index_csr(edge_index: Tensor, num_nodes: int,
+def edge_index_csr(edge_index: Tensor, num_nodes: int, self_loops: bool,
                    backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """A PyG edge_index [2, E] grouped by target (CSR rows) and by source
-    (the transpose), duplicates kept, each with its edge-id map."""
+    (the transpose), duplicates kept, each with its edge-id map. With
+    ``self_loops`` the graph's own loops move to a sink node num_nodes and
+    one loop per node is appended (see from_edge_index)."""
     ei = edge_index.detach().numpy()
     if ei.size:
         bad = (ei < 0) | (ei >= num_nodes)
@@ -144,19 +153,26 @@ def edge_index_csr(edge_index: Tensor, num_nodes: int,
             r, c = (int(v[0]) for v in np.nonzero(bad))
             raise ValueError(f"hopkit.nn: edge_index must lie in [0, {num_nodes}) (num_nodes); "
                              f"edge_index[{r}, {c}] = {int(ei[r, c])}")
-    src, dst = np.ascontiguousarray(ei[0]), np.ascontiguousarray(ei[1])
+    src, dst, n = ei[0], ei[1], num_nodes
+    if self_loops:
+        loop = src == dst
+        ids = np.arange(num_nodes, dtype=ei.dtype)
+        src = np.concatenate([np.where(loop, num_nodes, src), ids])
+        dst = np.concatenate([np.where(loop, num_nodes, dst), ids])
+        n = num_nodes + 1
+    src, dst = np.ascontiguousarray(src), np.ascontiguousarray(dst)
     be = _backend.resolve(backend, "edge_index_csr")
     one = np.arange(src.shape[0] + 1, dtype=np.int64)  # one row per edge
-    ip_d, _, eid_d = be.csr_transpose(one, dst, num_nodes)
-    ip_s, _, eid_s = be.csr_transpose(one, src, num_nodes)
+    ip_d, _, eid_d = be.csr_transpose(one, dst, n)
+    ip_s, _, eid_s = be.csr_transpose(one, src, n)
     return tuple(torch.from_numpy(np.ascontiguousarray(a))
                  for a in (ip_d, src[eid_d], eid_d, ip_s, dst[eid_s], eid_s))
 
 
 @edge_index_csr.register_fake
-def _(edge_index, num_nodes, backend):
-    E = edge_index.shape[1]
-    ip = edge_index.new_empty(num_nodes + 1, dtype=torch.int64)
+def _(edge_index, num_nodes, self_loops, backend):
+    E = edge_index.shape[1] + (num_nodes if self_loops else 0)
+    ip = edge_index.new_empty(num_nodes + 1 + int(self_loops), dtype=torch.int64)
     ix = edge_index.new_empty(E)
     eid = edge_index.new_empty(E, dtype=torch.int64)
     return ip, ix, eid, ip.clone(), ix.clone(), eid.clone()
