@@ -1,4 +1,4 @@
-"""python -m hopkit.bench [spmm|propagate|topk|bpr|all] [--quick] [--json F] [--plot F.png]"""
+"""python -m hopkit.bench [spmm|propagate|topk|bpr|compile|all] [--quick] [--json F] [--plot F.png]"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from . import _common
 
-GROUPS = ("spmm", "propagate", "topk", "bpr")
+GROUPS = ("spmm", "propagate", "topk", "bpr", "compile")
 
 
 def main(argv=None) -> int:
