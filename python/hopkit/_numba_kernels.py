@@ -12,9 +12,11 @@ import numpy as np
 from numba import njit, prange
 
 from . import reference as _ref
+from .codes import MESSAGES, REDUCES, SCORES
 
-COPY, MUL, ADD, EDGE = 0, 1, 2, 3
-SUM, MEAN, MAX, MIN = 0, 1, 2, 3
+COPY, MUL, ADD, EDGE = (MESSAGES[k] for k in ("copy", "mul", "add", "edge"))
+SUM, MEAN, MAX, MIN = (REDUCES[k] for k in ("sum", "mean", "max", "min"))
+DOT = SCORES["dot"]
 
 coo_to_csr = _ref.coo_to_csr
 topk_prepare = _ref.topk_prepare
@@ -259,7 +261,7 @@ def bpr_backward(U, V, F, users, pos, neg, shared, c, dU, dV):
 @njit(inline="always")
 def _att_score(Q, K, i, j, h, dk, score, scale, slope):
     """(score, d score / d pre-activation) of edge (i, j), head h."""
-    if score == 0:
+    if score == DOT:
         s = 0.0
         for d in range(dk):
             s += Q[i, h * dk + d] * K[j, h * dk + d]
@@ -327,7 +329,7 @@ def _att_backward(indptr, indices, t_indptr, t_indices, Q, K, V, heads, dk, dv, 
             for h in range(heads):
                 p, ds, g = _att_ds(Q, K, V, dout, lse, delta, i, j, h, dk, dv, score, scale,
                                    slope)
-                if score == 0:
+                if score == DOT:
                     for d in range(dk):
                         dQ[i, h * dk + d] += ds * scale * K[j, h * dk + d]
                 else:
@@ -344,7 +346,7 @@ def _att_backward(indptr, indices, t_indptr, t_indices, Q, K, V, heads, dk, dv, 
                                    slope)
                 for f in range(h * dv, (h + 1) * dv):
                     dV[j, f] += p * dout[i, f]
-                if score == 0:
+                if score == DOT:
                     for d in range(dk):
                         dK[j, h * dk + d] += ds * scale * Q[i, h * dk + d]
                 else:

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import numpy as np
 
-COPY, MUL, ADD, EDGE = 0, 1, 2, 3
-SUM, MEAN, MAX, MIN = 0, 1, 2, 3
+from .codes import MESSAGES, REDUCES, SCORES
+
+COPY, MUL, ADD, EDGE = (MESSAGES[k] for k in ("copy", "mul", "add", "edge"))
+SUM, MEAN, MAX, MIN = (REDUCES[k] for k in ("sum", "mean", "max", "min"))
 
 
 def _row_ids(indptr, n_rows):
@@ -266,7 +268,7 @@ def bpr_backward(U, V, F, users, pos, neg, shared, c, dU, dV):
 
 
 # ---------------------------------------------------------------- attention
-DOT, GAT = 0, 1
+DOT, GAT = SCORES["dot"], SCORES["gat"]
 
 
 def _attention_scores(rows, indices, Q, K, n_rows, n_cols, heads, dk, score, scale, slope):

@@ -25,7 +25,7 @@
 
 namespace hopkit {
 
-enum Score : int { DOT = 0, GAT = 1 };
+// Reduce / Message / Score codes: hopkit/codes.h (generated from python/hopkit/codes.py)
 
 template <class T, class I>
 struct AttentionArgs {

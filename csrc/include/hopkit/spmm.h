@@ -13,12 +13,12 @@
 #pragma once
 #include <cstdint>
 
+#include "hopkit/codes.h"
 #include "hopkit/isa.h"
 
 namespace hopkit {
 
-enum Reduce : int { SUM = 0, MEAN = 1, MAX = 2, MIN = 3 };
-enum Message : int { COPY = 0, MUL = 1, ADD = 2, EDGE = 3 };
+// Reduce / Message / Score codes: hopkit/codes.h (generated from python/hopkit/codes.py)
 
 template <class I>
 struct CsrView {

@@ -45,7 +45,9 @@ def _torch():
 
 def dtype_code(op, name, dtype):
     torch = _torch()
-    codes = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+    from ..codes import DTYPES
+
+    codes = {getattr(torch, name): code for name, code in DTYPES.items()}
     if dtype not in codes:
         raise TypeError(f"{op}: {name} must be float32, float64, float16 or bfloat16 on CUDA, "
                         f"got {dtype}")

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, codes
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
 from ._common import check_dense as _check_dense
@@ -15,7 +15,7 @@ from ._common import check_device as _check_device
 from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
 
-SCORES = {"dot": 0, "gat": 1}
+SCORES = codes.SCORES
 
 
 def default_scale(dk):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, codes
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
 from ._common import check_dense as _check_dense
@@ -13,9 +13,9 @@ from ._common import dtype_name
 from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
 
-REDUCES = {"sum": 0, "mean": 1, "max": 2, "min": 3}
-MESSAGES = {"copy": 0, "mul": 1, "add": 2}
-EDGE = 3  # message code: the edge features alone (X is None)
+REDUCES = codes.REDUCES
+MESSAGES = {k: v for k, v in codes.MESSAGES.items() if k != "edge"}  # the user's choices
+EDGE = codes.MESSAGES["edge"]  # the edge features alone (X is None)
 FLOAT_NAMES = ("float32", "float64")
 
 
