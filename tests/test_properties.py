@@ -55,6 +55,8 @@ def budget(n):
 NAN, INF = float("nan"), float("inf")
 DTYPES = st.sampled_from([np.float32, np.float64])
 IDX = st.sampled_from([np.int32, np.int64])
+# feature widths: tiny, and across the native kernels' 64 / 128 / 256-byte register chunks
+WIDTHS = st.one_of(st.integers(0, 3), st.sampled_from([16, 17, 33, 65]))
 LAYOUTS = ("random", "zero_nnz", "empty_first", "empty_middle", "empty_last", "huge_row")
 
 
@@ -192,7 +194,7 @@ def spmm_cases(draw, specials=True):
         dtype = A.values.dtype.type  # X is None: the edge features' dtype
     if ew == "none" and A.values is not None:
         A = CSR(A.indptr, A.indices, None, A.shape)
-    F = 1 if message == "edge" and ew in ("vec", "values") else draw(st.integers(0, 3))
+    F = 1 if message == "edge" and ew in ("vec", "values") else draw(WIDTHS)
     X = None if message == "edge" else int_floats(draw, dtype, (A.n_cols, F))
     edge_weight = None
     if ew == "vec":
@@ -298,7 +300,7 @@ def test_spmm_backward_kernels_match_reference(case):
 
 # ---------------------------------------------------------------- sddmm
 @budget(25)
-@given(g=graphs(), dtype=DTYPES, F=st.integers(0, 3), scale=st.booleans(), data=st.data())
+@given(g=graphs(), dtype=DTYPES, F=WIDTHS, scale=st.booleans(), data=st.data())
 def test_sddmm_matches_brute_force(g, dtype, F, scale, data):
     A, _ = g
     if scale and A.values is None:
@@ -326,7 +328,7 @@ def propagate_cases(draw):
     rect = layers == 1 and (combine == "last" or (isinstance(combine, list) and combine[0] == 0))
     A, layout = draw(graphs(square=not rect, max_rows=6, max_cols=6, huge=12))
     dtype = draw(DTYPES)
-    F = draw(st.integers(0, 3))
+    F = draw(WIDTHS)
     X = int_floats(draw, dtype, (A.n_cols, F), -2, 2)
     ew = draw(st.sampled_from(["default", "explicit"]))
     edge_weight = int_floats(draw, dtype, A.nnz, -2, 2) if ew == "explicit" else None
@@ -613,6 +615,31 @@ def test_topk_matches_brute_force(case):
                                       candidates=candidates, backend=b)
             check_topk_result(scores, idx, ref_s, ref_i, dtype,
                               f"topk[{b}] k={k} N={N} {type(items).__name__}")
+
+
+@budget(4)
+@given(data=st.data(), dtype=DTYPES, N=st.integers(1, 40), d=st.integers(1, 3))
+def test_topk_large_batch_matches_brute_force(data, dtype, N, d):
+    """Enough queries for the native large-batch path (B >= 4 x threads x 96)."""
+    B = 4 * max(hopkit.get_num_threads(), 2) * 96 + data.draw(st.integers(0, 50))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    Qry = rng.integers(-2, 3, (B, d)).astype(dtype)
+    Its = rng.integers(-2, 3, (N, d)).astype(dtype)
+    Qry[rng.integers(0, B, 5), 0] = np.nan
+    k = data.draw(st.integers(0, N + 2))
+    exclude = CSR.from_coo(rng.integers(0, B, 3 * B), rng.integers(0, N, 3 * B), shape=(B, N))
+    S = Qry.astype(np.float64) @ Its.astype(np.float64).T
+    ok = ~np.isnan(S)
+    ok[exclude.row_ids(), exclude.indices] = False
+    ref_s = np.full((B, k), -np.inf)
+    ref_i = np.full((B, k), -1, dtype=np.int64)
+    for b in range(B):
+        ids = np.flatnonzero(ok[b])
+        order = ids[np.lexsort((ids, -S[b, ids]))][:k]
+        ref_s[b, :len(order)], ref_i[b, :len(order)] = S[b, order], order
+    for b in BACKENDS:
+        scores, idx = hopkit.topk(Qry, Its, k, exclude=exclude, backend=b)
+        check_topk_result(scores, idx, ref_s, ref_i, dtype, f"topk[{b}] B={B} k={k} N={N}")
 
 
 @budget(60)
