@@ -822,7 +822,7 @@ def test_known_defect_sample_negatives_numpy_zero_nnz(shape):
 
 @pytest.mark.parametrize("backend", [pytest.param(b, marks=pytest.mark.xfail(
     strict=True, raises=AssertionError, reason=(
-        "issue 13 item 3: with int32 users and n_cols >= 2**31 the output takes the dtype of "
+        "issue 13 item 3: with int32 users and n_cols > 2**31 the output takes the dtype of "
         "users and item ids >= 2**31 wrap negative, on every backend; reproducer: "
         "hopkit.sample_negatives(hopkit.CSR([0, 1], [7], shape=(1, 2**32 - 1)), "
         f"np.array([0], np.int32), 4, seed=0, backend={b!r}) -> [[0 2058620424 1391122402 "
