@@ -225,8 +225,6 @@ def test_spmm_matches_brute_force(case):
     Y_ref, arg_ref = brute_spmm(A, X, E if eff != "copy" else None, eff, reduce, F, dtype)
     kw = dict(message=None if message == "edge" else message)
     for b in BACKENDS:
-        if message == "edge" and F == 0 and (b, reduce) in SPMM_EMPTY_EDGE_FEATURES_DEFECT:
-            continue  # test_known_defect_spmm_edge_features_of_width_0
         what = f"spmm[{b}] reduce={reduce} message={message}"
         if reduce in ("max", "min"):
             Y, arg = hopkit.spmm(A, X, reduce, edge_weight, return_arg=True, backend=b, **kw)
@@ -244,22 +242,11 @@ def test_spmm_matches_brute_force(case):
             assert_same(Y, Y_ref, what)
 
 
-# X=None with [nnz, 0] edge features: _edge_features takes e_width = F = 0 for
-# "no edge features", so the EDGE message runs without any
-SPMM_EMPTY_EDGE_FEATURES_DEFECT = {("native", r) for r in ("sum", "mean", "max", "min")} | {
-    ("numpy", "max"), ("numpy", "min")}
-
-
-@pytest.mark.parametrize("backend,reduce", [pytest.param(b, r, marks=pytest.mark.xfail(
-    strict=True, raises=(ValueError, TypeError), reason=(
-        "spmm(A, None, reduce, edge_weight=np.zeros((A.nnz, 0))) (edge features of width 0, "
-        "X=None) should give [n_rows, 0] as Numba does (and as X of width 0 does); native "
-        "raises the internal 'ValueError: hopkit native: message needs edge features' and "
-        "the NumPy reference a TypeError from isnan for max/min; reproducer: "
-        "A = hopkit.CSR([0, 2, 3], [0, 1, 1], shape=(2, 2)); "
-        f"hopkit.spmm(A, None, {r!r}, np.zeros((3, 0), np.float32), backend={b!r})")))
-    for b, r in sorted(SPMM_EMPTY_EDGE_FEATURES_DEFECT) if b in BACKENDS])
-def test_known_defect_spmm_edge_features_of_width_0(backend, reduce):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
+def test_spmm_edge_features_of_width_0(backend, reduce):
+    """X=None with [nnz, 0] edge features gives [n_rows, 0] on every backend
+    (native raised an internal error, the NumPy reference a TypeError)."""
     A = CSR([0, 2, 3], np.array([0, 1, 1]), shape=(2, 2))
     Y = hopkit.spmm(A, None, reduce, np.zeros((3, 0), np.float32), backend=backend)
     assert Y.shape == (2, 0) and Y.dtype == np.float32
@@ -471,36 +458,11 @@ def test_attention_backward_kernels_match_reference(case):
             np.testing.assert_allclose(g, r, err_msg=f"attention {name}[{b}] {score}", **tol)
 
 
-def leading_neginf_score(A, Q, K, heads, score, scale, slope):
-    """Whether some row's first edge (CSR order) scores -inf for some head."""
-    dk = Q.shape[1] // heads
-    sc = 1.0 / math.sqrt(dk) if scale is None else scale
-    for i in range(A.n_rows):
-        if A.indptr[i + 1] == A.indptr[i]:
-            continue
-        j = int(A.indices[A.indptr[i]])
-        for h in range(heads):
-            with np.errstate(invalid="ignore"):
-                if score == "dot":
-                    s = sc * float(np.sum(Q[i, h * dk:(h + 1) * dk].astype(np.float64)
-                                          * K[j, h * dk:(h + 1) * dk].astype(np.float64)))
-                else:
-                    z = float(Q[i, h]) + float(K[j, h])
-                    s = z if z > 0 else slope * z
-            if s == -math.inf:
-                return True
-    return False
-
-
 @pytest.mark.skipif("numba" not in BACKENDS, reason="numba not installed")
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Numba attention_aggregate returns NaN for a row whose first edge scores -inf (its online "
-    "softmax rescales by exp(-inf - -inf)); the reference and native give the softmax with "
-    "weight 0 for that edge; reproducer: hopkit.attention_aggregate(hopkit.CSR([0, 2], [0, 1], "
-    "shape=(1, 2)), np.zeros((1, 1)), np.array([[-np.inf], [0.0]]), np.array([[1.0], [2.0]]), "
-    "score='gat', backend='numba') -> [[nan]], native and numpy [[2.]]"))
 @pytest.mark.parametrize("score", ["gat", "dot"])
-def test_known_defect_numba_attention_leading_neginf_score(score):
+def test_numba_attention_leading_neginf_score(score):
+    """A row whose first edge scores -inf: Numba's online softmax rescaled by
+    exp(-inf - -inf) = NaN; native and the reference give weight 0."""
     A = CSR([0, 2], np.array([0, 1]), shape=(1, 2))
     Q = np.ones((1, 1))
     K = np.array([[-np.inf], [0.0]])
@@ -520,10 +482,7 @@ def test_attention_nonfinite_matches_reference(case):
     ref = hopkit.attention_aggregate(A, Q, K, V, heads, score, scale=scale,
                                      negative_slope=slope, backend="numpy")
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    skip_numba = leading_neginf_score(A, Q, K, heads, score, scale, slope)
     for b in BACKENDS[1:]:
-        if b == "numba" and skip_numba:
-            continue  # test_known_defect_numba_attention_leading_neginf_score
         out = hopkit.attention_aggregate(A, Q, K, V, heads, score, scale=scale,
                                          negative_slope=slope, backend=b)
         what = f"attention[{b}] {score} nonfinite"
@@ -767,9 +726,7 @@ def sampling_cases(draw):
     R = CSR(indptr, indices.astype(draw(IDX)) if n_cols < 2**31 else indices,
             shape=(n_rows, n_cols))
     B = draw(st.integers(0, 6)) if n_rows else 0
-    # int32 users only where int32 holds every item id: beyond, issue 13 item 3
-    # (test_known_defect_sample_negatives_int32_users_huge_catalogue)
-    udt = draw(IDX) if n_cols <= 2**31 else np.int64
+    udt = draw(IDX)
     users = np.array(draw(st.lists(st.integers(0, n_rows - 1), min_size=B, max_size=B))
                      if n_rows else [], dtype=udt)
     n_neg = draw(st.integers(0, 4))
@@ -783,7 +740,8 @@ def check_negatives(R, rows, users, n_neg, seed, backends):
         out = hopkit.sample_negatives(R, users, n_neg, seed=seed, backend=b)
         what = f"sample_negatives[{b}] n_cols={R.n_cols} users {users.dtype}"
         assert out.shape == (len(users), n_neg), what
-        assert out.dtype == users.dtype, what + ": dtype is that of users (docstring)"
+        want = users.dtype if R.n_cols <= 2**31 else np.int64  # int64 when ids need it
+        assert out.dtype == want, what + ": dtype is that of users, or int64 (docstring)"
         again = hopkit.sample_negatives(R, users, n_neg, seed=seed, backend=b)
         assert_same(again, out, what + " deterministic")
         for t, u in enumerate(users):
@@ -803,31 +761,20 @@ def check_negatives(R, rows, users, n_neg, seed, backends):
 @given(case=sampling_cases())
 def test_sample_negatives_valid(case):
     R = case[0]
-    # NumPy with R.nnz == 0: issue 13 item 5 (test_known_defect_sample_negatives_numpy_zero_nnz)
-    backends = BACKENDS if R.nnz else [b for b in BACKENDS if b != "numpy"]
-    check_negatives(*case, backends)
+    check_negatives(*case, BACKENDS)
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason=(
-    "issue 13 item 5: the NumPy backend's sample_negatives raises IndexError when R.nnz == 0 "
-    "(native and Numba return valid negatives); reproducer: hopkit.sample_negatives("
-    "hopkit.CSR([0, 0], np.zeros(0, np.int64), shape=(1, 3)), np.array([0]), 2, "
-    "backend='numpy')"))
 @pytest.mark.parametrize("shape", [(1, 3), (4, 1)])
-def test_known_defect_sample_negatives_numpy_zero_nnz(shape):
+def test_sample_negatives_numpy_zero_nnz(shape):
+    """issue 13 item 5 (was an IndexError on the NumPy backend)."""
     R = CSR(np.zeros(shape[0] + 1, np.int64), np.zeros(0, np.int64), shape=shape)
     users = np.arange(shape[0], dtype=np.int64)
     check_negatives(R, [[]] * shape[0], users, 2, 5, ["numpy"])
 
 
-@pytest.mark.parametrize("backend", [pytest.param(b, marks=pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason=(
-        "issue 13 item 3: with int32 users and n_cols > 2**31 the output takes the dtype of "
-        "users and item ids >= 2**31 wrap negative, on every backend; reproducer: "
-        "hopkit.sample_negatives(hopkit.CSR([0, 1], [7], shape=(1, 2**32 - 1)), "
-        f"np.array([0], np.int32), 4, seed=0, backend={b!r}) -> [[0 2058620424 1391122402 "
-        "-672124677]]"))) for b in BACKENDS])
-def test_known_defect_sample_negatives_int32_users_huge_catalogue(backend):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sample_negatives_int32_users_huge_catalogue(backend):
+    """issue 13 item 3 (ids >= 2**31 wrapped negative in an int32 output)."""
     R = CSR([0, 1], np.array([7], np.int64), shape=(1, 2**32 - 1))
     out = hopkit.sample_negatives(R, np.array([0], np.int32), 4, seed=0, backend=backend)
     assert np.all((out >= 0) & (out < R.n_cols) & (out != 7)), out
@@ -914,17 +861,12 @@ def native_key_bits(n_rows, n_cols):
 @example(case=(np.array([4095]), np.array([0]), None, (4096, 2**60), True))  # 64 bits: fits
 def test_from_coo_matches_brute_force(case):
     _, _, _, shape, _ = case
-    # native with a key over 64 bits: issue 13 item 2 (test_known_defect_from_coo_64bit_keys)
-    check_from_coo(case, [b for b in BACKENDS
-                          if b != "native" or native_key_bits(*shape) <= 64])
+    check_from_coo(case, BACKENDS)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "issue 13 item 2: native from_coo puts entries in the wrong row when row-block bits plus "
-    "log2(n_cols) exceed 64; reproducer: hopkit.CSR.from_coo([4095], [0], shape=(4096, 2**62), "
-    "backend='native').row_ids() is [4091], not [4095]"))
 @pytest.mark.parametrize("shape", [(4096, 2**62), (5000, 2**61 + 1)])
-def test_known_defect_from_coo_64bit_keys(shape):
+def test_from_coo_64bit_keys(shape):
+    """issue 13 item 2 (entries landed in the wrong row past 64 key bits)."""
     assert native_key_bits(*shape) > 64
     row = np.array([0, shape[0] - 1, shape[0] // 2], np.int64)
     col = np.array([shape[1] - 1, 0, 12345], np.int64)
@@ -985,18 +927,13 @@ def check_normalize(A, kind, dtype):
 @given(g=graphs(huge=20), kind=st.sampled_from(["sym", "row", "col"]),
        dtype=st.sampled_from([None, np.float32, np.float64]))
 def test_normalize_matches_brute_force(g, kind, dtype):
-    A, _ = g
-    if A.nnz == 0:
-        return  # issue 13 item 4: test_known_defect_normalize_zero_nnz
-    check_normalize(A, kind, dtype)
+    check_normalize(g[0], kind, dtype)
 
 
 @budget(30)
 @given(g=graphs(max_rows=5, max_cols=5, huge=12), kind=st.sampled_from([None, "sym", "row"]))
 def test_bipartite_adjacency_matches_brute_force(g, kind):
     R, _ = g
-    if R.nnz == 0 and kind is not None:
-        return  # issue 13 item 4: test_known_defect_normalize_zero_nnz
     U, I = R.shape
     Araw = np.zeros((U + I, U + I))
     Araw[:U, U:] = dense_of(R)
@@ -1011,12 +948,9 @@ def test_bipartite_adjacency_matches_brute_force(g, kind):
             hopkit.bipartite_adjacency(R, normalize=None), kind), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "issue 13 item 4: CSR.normalize() and bipartite_adjacency() fail on a graph with no "
-    "nonzeros (numpy UFuncTypeError 'power' same_kind casting); reproducer: "
-    "hopkit.CSR([0, 0, 0], np.zeros(0, np.int64), shape=(2, 3)).normalize('row')"))
 @pytest.mark.parametrize("what", ["sym", "row", "col", "sym-values", "bipartite"])
-def test_known_defect_normalize_zero_nnz(what):
+def test_normalize_zero_nnz(what):
+    """issue 13 item 4 (a NumPy casting error on a graph with no nonzeros)."""
     vals = np.zeros(0, np.float64) if what.endswith("values") else None
     A = CSR(np.zeros(3, np.int64), np.zeros(0, np.int64), vals, shape=(2, 3))
     if what == "bipartite":

@@ -290,7 +290,8 @@ def _att_forward(indptr, indices, Q, K, V, heads, dk, dv, score, scale, slope, o
                     for f in range(h * dv, (h + 1) * dv):
                         out[i, f] *= c
                     m = s
-                p = np.exp(s - m)
+                # a -inf score weighs 0 (exp(-inf - -inf) would be NaN); NaN propagates
+                p = 0.0 if s == -np.inf else np.exp(s - m)
                 lsum += p
                 for f in range(dv):
                     out[i, h * dv + f] += p * V[j, h * dv + f]

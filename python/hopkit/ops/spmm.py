@@ -180,6 +180,8 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
         X = _check_dense(op, "X", X, rows=A.n_cols)
         F, dtype = X.shape[1], X.dtype
         msg_name = message or "mul"
+    if F == 0:  # nothing to aggregate (and e_width 0 would read as "no edge features")
+        return _empty_result(A, X if X is not None else edge_weight, return_arg)
     E, e_width = _edge_features(op, A, edge_weight, F, dtype, msg_name, torch_mode)
     msg = MESSAGES[msg_name] if e_width else MESSAGES["copy"]
     if X is None:
@@ -192,6 +194,16 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
         return (Y, arg) if return_arg else Y
     be = _backend.resolve(backend, op)
     Y, arg = spmm_forward_np(A, X, F, dtype, E, e_width, msg, red, be, want_arg=return_arg)
+    return (Y, arg) if return_arg else Y
+
+
+def _empty_result(A: CSR, like, return_arg):
+    """Y [n_rows, 0] (and arg) of like's type and dtype."""
+    if is_tensor(like):
+        Y = like.new_empty((A.n_rows, 0))
+        arg = like.new_empty((A.n_rows, 0), dtype=__import__("torch").int64)
+    else:
+        Y, arg = np.empty((A.n_rows, 0), like.dtype), np.empty((A.n_rows, 0), np.int64)
     return (Y, arg) if return_arg else Y
 
 
