@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 
 from .. import _backend
-from ..ops.spmm import EDGE, MESSAGES, REDUCES
+from ..codes import MESSAGES, REDUCES
 from .graph import Graph, as_np
 
-MUL, COPY, ADD = MESSAGES["mul"], MESSAGES["copy"], MESSAGES["add"]
+MUL, COPY, EDGE = MESSAGES["mul"], MESSAGES["copy"], MESSAGES["edge"]
 SUM, MEAN = REDUCES["sum"], REDUCES["mean"]
 _NP = {torch.float32: np.float32, torch.float64: np.float64}
 
