@@ -20,8 +20,15 @@ def _mm(a, b):
         import torch
     except ImportError:
         return a @ b
-    return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(
-        np.ascontiguousarray(b))).numpy()
+    return (_torch_view(torch, a) @ _torch_view(torch, b)).numpy()
+
+
+def _torch_view(torch, a):
+    """A torch view of ``a``; a transposed C-contiguous array (``right.T``)
+    stays a transposed view instead of a copy (38 MB per call at Yelp2018)."""
+    if a.ndim == 2 and not a.flags.c_contiguous and a.T.flags.c_contiguous:
+        return torch.from_numpy(a.T).T
+    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def _orth(Y, passes=2, dtype=np.float64):

@@ -39,6 +39,13 @@ def _id_type(ids):
     return int if np.asarray(ids).dtype.kind in "iu" else str
 
 
+def _is_id(x, typ):
+    """An id of the model's type (NumPy scalars accepted from Python callers)."""
+    if typ is int:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+    return isinstance(x, str)
+
+
 class Recommender:
     """Serve a fitted ``hopkit.models`` recommender.
 
@@ -94,7 +101,7 @@ class Recommender:
             raise RequestError(422, f"{field} must be a list of item ids, got "
                                f"{type(obj).__name__}")
         for x in obj:
-            if type(x) is not typ:
+            if not _is_id(x, typ):
                 raise RequestError(422, f"{field}: item ids of this model are "
                                    f"{'integers' if typ is int else 'strings'}, got {x!r:.40}")
         get = self._item_col.get
@@ -120,10 +127,11 @@ class Recommender:
             flags.append(v)
         user, row = obj.get("user"), -1
         if user is not None:
-            if type(user) is not self._user_type:
+            if not _is_id(user, self._user_type):
                 raise RequestError(422, f"user: user ids of this model are "
                                    f"{'integers' if self._user_type is int else 'strings'}, "
                                    f"got {user!r:.40}")
+            user = user.item() if isinstance(user, np.generic) else user
             row = self._user_row.get(user, -1)
         history = obj.get("history")
         if history is not None:
