@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -217,6 +218,10 @@ class Service:
     def _load(self, path):
         """Load and warm the new model in a worker thread, then swap it in:
         requests already parsed keep their Recommender."""
+        try:  # this thread only: the batches keep their CPU share while it loads
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         try:
             new = Recommender.load(path, version=self.rec.version + 1)
             self.rec = new

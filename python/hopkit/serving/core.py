@@ -85,6 +85,9 @@ class Recommender:
         warm = [Request(None, -1, np.zeros(0, np.int64), 1, np.zeros(0, np.int64), False, False)]
         if self.n_users:
             warm.append(Request(None, 0, None, 1, np.zeros(0, np.int64), False, False))
+        if self.n_items:  # a history: builds the model's fold-in structures
+            warm.append(Request(None, -1, np.zeros(1, np.int64), 1, np.zeros(0, np.int64),
+                                False, False))
         self.recommend(warm)
 
     @classmethod
