@@ -29,7 +29,8 @@ def data(tmp_path_factory):
     R = synthetic(120, 90, 1500, seed=3)
     rows = np.repeat(np.arange(R.shape[0]), np.diff(R.indptr))
     d = tmp_path_factory.mktemp("data")
-    (d / "train.csv").write_text("".join(f"u{u},i{i}\n" for u, i in zip(rows, R.indices)))
+    lines = (f"u{u},i{i}\n" for u, i in zip(rows, R.indices, strict=True))
+    (d / "train.csv").write_text("".join(lines))
     return load(str(d / "train.csv"))
 
 
@@ -64,7 +65,7 @@ def test_batch_equals_model_recommend(models, name):
     del res[2]
     items, scores = model.recommend(users, k=8)
     items = model.item_ids[items]
-    for b, (u, r) in enumerate(zip(users, res)):
+    for b, (u, r) in enumerate(zip(users, res, strict=True)):
         k = 3 + u % 5
         assert r["user"] == model.user_ids[u] and not r["cold_start"]
         assert r["items"] == items[b, :k].tolist()
@@ -284,8 +285,8 @@ def test_32_concurrent_clients_equal_serial(models, name):
                 got = list(pool.map(client, chunks))
             sizes = [line for line in c.get("/metrics").text.splitlines()
                      if line.startswith(("hopkit_batch_size_count", "hopkit_batch_size_sum"))]
-        for chunk, res in zip(chunks, got):
-            for i, r in zip(chunk, res):
+        for chunk, res in zip(chunks, got, strict=True):
+            for i, r in zip(chunk, res, strict=True):
                 if name == "lgcn":
                     assert r == serial[i]
                 else:

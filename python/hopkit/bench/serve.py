@@ -255,7 +255,7 @@ def baseline_app(model_dir):
             q = model.fold_in(H) if "history" in obj else U[u:u + 1]
             D, idx = index.search(np.ascontiguousarray(q, np.float32), k + len(seen))
             s = set(seen.tolist())
-            keep = [(i, d) for i, d in zip(idx[0].tolist(), D[0].tolist())
+            keep = [(i, d) for i, d in zip(idx[0].tolist(), D[0].tolist(), strict=True)
                     if i >= 0 and i not in s][:k]
         else:
             from hopkit.csr import CSR
