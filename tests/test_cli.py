@@ -36,7 +36,7 @@ def gf_model(tmp_path_factory, data_dir):
 def test_help_explains_every_option():
     p = build_parser()
     sub = p._subparsers._group_actions[0].choices
-    assert set(sub) == {"info", "demo", "train", "evaluate", "recommend", "bench"}
+    assert set(sub) == {"info", "demo", "train", "evaluate", "recommend", "serve", "bench"}
     for name, sp in sub.items():
         for a in sp._actions:
             if a.dest != "help":
@@ -61,6 +61,22 @@ def test_train_evaluate_recommend(tmp_path, data_dir, capsys):
     assert main(["train", "--data", data_dir, "--model", "graph-filter", "--rank", "8",
                  "--out", gf]) == 0
     assert main(["recommend", "--model", gf, "--user", "999", "--cold-start"]) == 0
+    assert "COLD START" in capsys.readouterr().out
+
+
+def test_recommend_history(gf_model, capsys):
+    from hopkit.models import load_model
+
+    model = load_model(str(gf_model))
+    items = model.train.indices[model.train.indptr[3]:model.train.indptr[4]].tolist()
+    assert main(["recommend", "--model", str(gf_model), "--user", "3", "-k", "4"]) == 0
+    by_user = capsys.readouterr().out.splitlines()[3:]
+    assert main(["recommend", "--model", str(gf_model), "--history", *map(str, items), "x",
+                 "-k", "4"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(items)} known history item(s) of {len(items) + 1}" in out
+    assert out.splitlines()[3:] == by_user  # GF-CF folds a history in exactly
+    assert main(["recommend", "--model", str(gf_model), "--history", "999", "-k", "2"]) == 0
     assert "COLD START" in capsys.readouterr().out
 
 

@@ -1,4 +1,4 @@
-"""The ``hopkit`` command line: demo, train, evaluate, recommend, bench, info.
+"""The ``hopkit`` command line: demo, train, evaluate, recommend, serve, bench, info.
 
 User errors (a missing data path or model directory, a malformed file, an
 unknown user, k larger than the catalogue, bad option values) print one line
@@ -328,6 +328,8 @@ def _cmd_recommend(args) -> int:
     if args.k < 1 or args.k > model.n_items:
         raise UserError(f"-k must lie in [1, {model.n_items}] (the model's catalogue has "
                         f"{model.n_items} items), got {args.k}")
+    if args.history is not None:
+        return _recommend_history(model, args)
     ids = model.user_ids
     uid = args.user
     if ids.dtype.kind in "iu":
@@ -355,6 +357,54 @@ def _cmd_recommend(args) -> int:
     out = [(r + 1, _fmt_ids(model.item_ids[i] if i >= 0 else None), f"{s:.4f}")
            for r, (i, s) in enumerate(zip(items.tolist(), scores.tolist(), strict=True))]
     print(_table(["rank", "item", "score"], out))
+    return 0
+
+
+def _recommend_history(model, args):
+    import numpy as np
+
+    hist = args.history
+    if np.asarray(model.item_ids).dtype.kind in "iu":
+        parsed = [_parse_int(h) for h in hist]
+        hist = [h for h in parsed if h is not None]  # a non-integer is an unknown item
+    items, scores, cold = model.recommend_history([hist], k=args.k,
+                                                  exclude_seen=not args.include_seen,
+                                                  original_ids=True)
+    known = len(model.history_rows([hist], original_ids=True).indices)
+    if cold[0]:
+        print(f"COLD START: no item of the history is known to the model; showing the "
+              f"{args.k} most popular items (score = training interactions)")
+    else:
+        print(f"top-{args.k} for a new user with {known} known history item(s) of "
+              f"{len(args.history)} ({model.name}, folded in"
+              f"{'' if args.include_seen else ', history excluded'})")
+    out = [(r + 1, _fmt_ids(i), f"{s:.4f}") for r, (i, s) in
+           enumerate(zip(items[0].tolist(), scores[0].tolist(), strict=True))]
+    print(_table(["rank", "item", "score"], out))
+    return 0
+
+
+# ---------------------------------------------------------------------------- serve
+def _cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from .serving import create_app
+    except ImportError as e:
+        raise UserError(f"serve needs the serve extra: pip install 'hopkit[serve]' ({e})") \
+            from None
+    token = None
+    if args.admin_token_file:
+        with open(args.admin_token_file) as f:
+            token = f.read().strip()
+        if not token:
+            raise UserError(f"--admin-token-file {args.admin_token_file}: the file is empty")
+    app = create_app(args.model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                     admin_token=token)
+    info = app.state.service.rec.info()
+    print(f"hopkit serve: {info['model']} model from {args.model} ({info['n_users']} users, "
+          f"{info['n_items']} items) on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 
@@ -486,7 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--cold-start is given, which answers with the most popular "
                                    "items and says so.")
     s.add_argument("--model", required=True, metavar="DIR", help="a directory written by train")
-    s.add_argument("--user", required=True, metavar="ID", help="the user's original id")
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="ID", help="the user's original id")
+    who.add_argument("--history", nargs="+", metavar="ID",
+                   help="a new user's items (original ids), folded into the model instead "
+                        "of --user; no known item gives the most popular items")
     s.add_argument("-k", type=_COUNT, default=10, help="number of items")
     s.add_argument("--include-seen", action="store_true",
                    help="do not exclude the user's training items")
@@ -494,6 +548,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for an unknown user, answer with the most popular items (flagged)")
     threads(s)
     s.set_defaults(fn=_cmd_recommend)
+
+    s = sub.add_parser("serve", formatter_class=fmt, help="the HTTP recommendation service",
+                       description="Serve a saved model over HTTP (POST /recommend, "
+                                   "/recommend/batch, GET /healthz, /metrics, POST "
+                                   "/admin/reload); see docs/serving.md. Needs the serve extra.")
+    s.add_argument("--model", required=True, metavar="DIR", help="a directory written by train")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=_int_at_least(0), default=8000, help="port (0: any free one)")
+    s.add_argument("--max-batch", type=_COUNT, default=128,
+                   help="most requests in one native top-K call")
+    s.add_argument("--max-wait-ms", type=_NON_NEGATIVE, default=2.0,
+                   help="how long the first request of a batch waits for more")
+    s.add_argument("--admin-token-file", metavar="F",
+                   help="file holding the bearer token of POST /admin/reload (else disabled)")
+    threads(s)
+    s.set_defaults(fn=_cmd_serve)
 
     s = sub.add_parser("bench", formatter_class=fmt,
                        help="the comparison runner: hopkit vs its peers, one process",

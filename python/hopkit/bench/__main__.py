@@ -1,4 +1,7 @@
-"""python -m hopkit.bench [spmm|propagate|topk|bpr|compile|all] [--quick] [--json F] [--plot F.png]"""
+"""python -m hopkit.bench [spmm|propagate|topk|bpr|compile|all] [--quick] [--json F] [--plot F.png]
+
+python -m hopkit.bench serve [...]: the load test of ``hopkit serve`` (see
+hopkit/bench/serve.py; its own options, ``serve --help``)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,11 @@ GROUPS = ("spmm", "propagate", "topk", "bpr", "compile")
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        from . import serve
+
+        return serve.main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m hopkit.bench",
                                 description="hopkit vs its peers, timed in one process")
     p.add_argument("group", nargs="?", default="spmm", choices=GROUPS + ("all",))

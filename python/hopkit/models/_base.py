@@ -72,6 +72,12 @@ class Recommender:
         """(user_emb, item_emb) when scores are a dot product, else None."""
         return None
 
+    def item_vectors(self):
+        """The item matrix [n_items, d] of a dot-product model (what the
+        vectors of ``fold_in`` are scored against), else None."""
+        emb = self.embeddings()
+        return None if emb is None else emb[1]
+
     def score_block(self, users) -> np.ndarray:
         """Scores [len(users), n_items] for rows ``users`` (dense, one batch)."""
         emb = self.embeddings()
@@ -91,10 +97,7 @@ class Recommender:
         original id and ValueError for k outside [1, n_items].
         """
         self._check_fitted("recommend")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not \
-                1 <= k <= self.n_items:
-            raise ValueError(f"recommend: k must be an integer in [1, {self.n_items}] (the "
-                             f"number of items), got {k!r}")
+        self._check_k("recommend", k)
         if original_ids:
             rows = self.user_index(users)
         else:
@@ -119,14 +122,103 @@ class Recommender:
             outi.append(np.asarray(ix))
         scores = np.concatenate(outs) if outs else np.zeros((0, k), np.float32)
         items = np.concatenate(outi) if outi else np.zeros((0, k), np.int64)
-        if original_ids:
-            ids = self.item_ids
-            out = np.empty(items.shape, dtype=object)
-            out[...] = None
-            ok = items >= 0
-            out[ok] = ids[items[ok]]
-            return out, scores
-        return items, scores
+        return (self._original_items(items) if original_ids else items), scores
+
+    def _original_items(self, items):
+        out = np.empty(items.shape, dtype=object)
+        out[...] = None
+        ok = items >= 0
+        out[ok] = self.item_ids[items[ok]]
+        return out
+
+    def _check_k(self, op, k):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not \
+                1 <= k <= self.n_items:
+            raise ValueError(f"{op}: k must be an integer in [1, {self.n_items}] (the "
+                             f"number of items), got {k!r}")
+
+    # ---------------------------------------------------------------- fold-in
+    def item_rows(self, original_ids):
+        """Columns of original item ids, -1 for an id unknown to the model."""
+        ids = np.asarray(self.item_ids)
+        q = np.asarray(list(original_ids) if not isinstance(original_ids, np.ndarray)
+                       else original_ids)
+        if len(q) == 0 or len(ids) == 0:
+            return np.full(len(q), -1, np.int64)
+        if ids.dtype.kind != q.dtype.kind:
+            ids, q = ids.astype(str), q.astype(str)
+        order = np.argsort(ids, kind="stable")
+        p = np.minimum(np.searchsorted(ids[order], q), len(ids) - 1)
+        return np.where(ids[order][p] == q, order[p], -1).astype(np.int64)
+
+    def history_rows(self, histories, original_ids=False) -> CSR:
+        """Histories (one list of item columns per new user, or of original
+        item ids with ``original_ids=True``) as a binary CSR [B, n_items]:
+        each row's known items sorted and de-duplicated; unknown original ids
+        are dropped (ValueError for a column outside [0, n_items))."""
+        self._check_fitted("history_rows")
+        rows = []
+        for h in histories:
+            h = self.item_rows(h) if original_ids else np.asarray(h, np.int64).reshape(-1)
+            if not original_ids and ((h < 0) | (h >= self.n_items)).any():
+                raise ValueError(f"history_rows: item columns must lie in [0, {self.n_items}), "
+                                 f"got {h[(h < 0) | (h >= self.n_items)][:5].tolist()}")
+            rows.append(np.unique(h[h >= 0]))
+        indptr = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum([len(r) for r in rows], out=indptr[1:])
+        indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return CSR(indptr, indices, np.ones(len(indices), np.float32),
+                   (len(rows), self.n_items), validate=False)
+
+    def fold_in(self, histories, original_ids=False):
+        """Represent new users by their histories, without refitting.
+
+        ``histories``: a binary CSR [B, n_items] (see ``history_rows``) or a
+        list of item lists. Returns what the model scores with: user vectors
+        [B, d] for a dot-product model (score = vectors @ embeddings()[1].T),
+        else the score rows [B, n_items] (GraphFilter with its linear
+        filter). GraphFilter is exact (a history scores as a trained user
+        with those items); LightGCN propagates the history one hop into the
+        trained item layers (docs/serving.md); Popularity ignores it."""
+        self._check_fitted("fold_in")
+        H = histories if isinstance(histories, CSR) else self.history_rows(histories,
+                                                                           original_ids)
+        return self._fold_in(H)
+
+    def _fold_in(self, H):
+        raise NotImplementedError(f"{type(self).__name__} has no fold-in")
+
+    def popularity(self) -> np.ndarray:
+        """Training interactions per item (float32): the cold-start score."""
+        if getattr(self, "_pop_for", None) is not self.train:
+            self._pop = np.bincount(self.train.indices, minlength=self.n_items).astype(
+                np.float32)
+            self._pop_for = self.train
+        return self._pop
+
+    def recommend_history(self, histories, k=10, exclude_seen=True, original_ids=False):
+        """Top-``k`` items for new users given by their histories (item lists,
+        original ids with ``original_ids=True``): ``fold_in``, then top-K with
+        the history excluded when ``exclude_seen``. A history with no known
+        item gets the most popular items. Returns ``(items, scores,
+        cold_start [B] bool)``."""
+        self._check_fitted("recommend_history")
+        self._check_k("recommend_history", k)
+        H = self.history_rows(histories, original_ids)
+        cold = H.row_degree() == 0
+        q = self._fold_in(H)
+        excl = H if exclude_seen else None
+        V = self.item_vectors()
+        if V is not None:
+            sc, ix = hopkit.topk(np.ascontiguousarray(q), V, int(k), exclude=excl)
+        else:
+            sc, ix = hopkit.topk_scores(np.ascontiguousarray(q), int(k), exclude=excl)
+        sc, ix = np.array(sc), np.array(ix)
+        if cold.any():
+            pop = self.popularity()
+            psc, pix = hopkit.topk(np.ones((1, 1), np.float32), pop[:, None], int(k))
+            sc[cold], ix[cold] = psc[0], pix[0]
+        return (self._original_items(ix) if original_ids else ix), sc, cold
 
     def evaluate(self, test, ks=(20,), metrics=("recall", "ndcg"), batch_size=None):
         """Metrics on a users x items test CSR (rows aligned with training),

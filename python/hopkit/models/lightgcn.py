@@ -9,6 +9,7 @@ import numpy as np
 
 import hopkit
 
+from ..csr import CSR
 from ..data.loaders import Dataset, split_random
 from ..ops.sampling import check_sampling
 from ._base import Recommender
@@ -112,6 +113,31 @@ class LightGCN(Recommender):
         if self._user_emb is None:
             self._refresh_embeddings()
         return self._user_emb, self._item_emb
+
+    def _fold_in(self, H):
+        """e_h = 1/(L+1) sum_{l=1..L} sum_{i in h} E_i^(l-1) / sqrt(|h| d_i):
+        the layers 1..L that propagation gives a user node with history h
+        and a zero layer-0 embedding, over the trained item layers E^(l)
+        (the graph's normalisation kept as trained; docs/serving.md)."""
+        G = self._fold_basis()
+        deg = H.row_degree()
+        w = np.repeat(1.0 / np.sqrt(np.maximum(deg, 1)), deg).astype(np.float32)
+        return hopkit.spmm(CSR(H.indptr, H.indices, w, H.shape, validate=False), G)
+
+    def _fold_basis(self):
+        """[n_items, d] = d_i^-1/2 / (L+1) * sum_{l=0..L-1} E_i^(l) (cached)."""
+        U, _ = self.embeddings()
+        if getattr(self, "_fold_for", None) is not U:
+            E0 = self._weights().numpy()
+            if self.layers == 0:
+                G = np.zeros((self.n_items, self.dim), np.float32)
+            else:
+                S = hopkit.propagate(self._graph(), E0, layers=self.layers - 1, combine="sum")
+                deg = np.bincount(self.train.indices, minlength=self.n_items).astype(np.float64)
+                inv = np.divide(1.0, np.sqrt(deg), out=np.zeros_like(deg), where=deg > 0)
+                G = (np.asarray(S[self.n_users:], np.float64) * (inv / (self.layers + 1))[:, None])
+            self._fold, self._fold_for = np.ascontiguousarray(G, np.float32), U
+        return self._fold
 
     def train_step(self, users, pos, neg, opt):
         """One BPR step on a batch; returns the loss (float). Timed per phase."""
