@@ -412,4 +412,4 @@ def test_dense_csr_arguments_are_named(rng):
                                                    r"sparse matrix\), got ndarray"):
             call()
     with pytest.raises(TypeError, match="evaluate: train must be a hopkit.CSR"):
-        hopkit.evaluate(Q, X, dense, dense, k=3)
+        hopkit.evaluate(Q, X, dense, dense, ks=(3,))
