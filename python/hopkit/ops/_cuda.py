@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import _backend
 from .._torch import is_tensor
+from ..csr import _shape
 
 SEG_LEN = 128  # max edges per warp work item; longer rows are split (see csrc/cuda/spmm.cu)
 _INT32_MAX = 2**31 - 1
@@ -375,9 +376,7 @@ def csr_from_coo(cls, row, col, values, shape, sum_duplicates):
         values = values.contiguous()
     if shape is None:
         shape = (int(row.max()) + 1 if nnz else 0, int(col.max()) + 1 if nnz else 0)
-    n_rows, n_cols = int(shape[0]), int(shape[1])
-    if n_rows < 0 or n_cols < 0:
-        raise ValueError(f"{op}: shape must be non-negative, got {tuple(shape)}")
+    n_rows, n_cols = _shape(shape, op)
     indptr = torch.empty(n_rows + 1, dtype=torch.int64, device=dev)
     cols_out = torch.empty(nnz, dtype=col.dtype, device=dev)
     vals_out = None if values is None else torch.empty(nnz, dtype=values.dtype, device=dev)

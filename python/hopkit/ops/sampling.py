@@ -52,8 +52,9 @@ def sample_negatives(R, users, n_neg=1, seed=0, backend=None):
         the same for every thread count and backend.
 
     Returns an array (or tensor, if ``users`` is one) [B, n_neg] with the
-    dtype of ``users``, int64 when R has more than 2**31 columns: items not in the user's row, uniform over those items;
-    -1 for a user who has interacted with every item.
+    dtype of ``users``, int64 when R has more than 2**31 columns: items not
+    in the user's row, uniform over those items; -1 for a user who has
+    interacted with every item.
     """
     op = "sample_negatives"
     R = as_csr(R, op, "R")
