@@ -15,10 +15,10 @@ from hopkit.nn import GraphNetworkBlock, LGConv  # noqa: E402
 RTOL = dict(rtol=1e-6, atol=1e-7)
 
 
-def bipartite(seed=0, U=60, I=80, density=0.05):
+def bipartite(seed=0, U=60, n_items=80, density=0.05):
     import scipy.sparse as sp
 
-    R = sp.random(U, I, density=density, random_state=seed, format="csr")
+    R = sp.random(U, n_items, density=density, random_state=seed, format="csr")
     return hopkit.bipartite_adjacency(hopkit.CSR.from_scipy(R))
 
 

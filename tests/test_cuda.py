@@ -213,7 +213,7 @@ def test_device_errors(cuda, rng):
         hopkit.spmm(A, X[:89])
     with pytest.raises(TypeError, match="spmm: X must be float32, float64, float16 or bfloat16"):
         hopkit.spmm(A, torch.ones(90, 8, dtype=torch.int32, device=cuda))
-    with pytest.raises(TypeError, match="spmm: edge_weight must have the dtype of the features"):
+    with pytest.raises(TypeError, match="spmm: edge_weight must have the dtype of X"):
         hopkit.spmm(A, X, edge_weight=torch.ones(A.nnz, dtype=torch.float64, device=cuda))
     if torch.cuda.device_count() > 1:
         other = torch.randn(90, 8, device="cuda:1")

@@ -257,8 +257,13 @@ def test_spmm_edge_features_of_width_0(backend, reduce):
 def test_spmm_backward_kernels_match_reference(case):
     """The backward kernels (grad wrt X, wrt edge features) of every backend
     against the reference on the same validated arrays (integer-valued: exact)."""
-    from hopkit.ops.spmm import (MESSAGES, REDUCES, spmm_edge_grad_np, spmm_forward_np,
-                                 spmm_grad_x_np)
+    from hopkit.ops.spmm import (
+        MESSAGES,
+        REDUCES,
+        spmm_edge_grad_np,
+        spmm_forward_np,
+        spmm_grad_x_np,
+    )
     A, X, edge_weight, message, reduce, dtype, F = case
     if message == "edge" or X is None:
         return
@@ -453,7 +458,7 @@ def test_attention_backward_kernels_match_reference(case):
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     for b in BACKENDS[1:]:
         got = attention_backward_np(A, Q, K, V, *args, out, dout, lse, BE[b])
-        for name, g, r in zip(("dQ", "dK", "dV"), got, ref):
+        for name, g, r in zip(("dQ", "dK", "dV"), got, ref, strict=False):
             assert g.dtype == r.dtype and g.shape == r.shape
             np.testing.assert_allclose(g, r, err_msg=f"attention {name}[{b}] {score}", **tol)
 
@@ -665,7 +670,7 @@ def test_bpr_loss_matches_brute_force(case):
     with np.errstate(invalid="ignore"):
         x = np.array([U[u].astype(np.float64) @ (V[n].astype(np.float64)
                                                  - V[p].astype(np.float64))
-                      for u, p, n in zip(users, pos, neg)])
+                      for u, p, n in zip(users, pos, neg, strict=False)])
         ref = np.logaddexp(0.0, x).mean()
     for b in BACKENDS:
         loss = hopkit.bpr_loss(U, V, users, pos, neg, backend=b)
@@ -683,7 +688,7 @@ def test_bpr_backward_kernels_match_brute_force(case):
     c = ((np.arange(len(u)) % 3) - 1).astype(dtype)  # integer-valued weights: exact sums
     gU = np.zeros(U.shape)
     gV = gU if shared else np.zeros(V.shape)
-    for b_, (uu, pp, nn) in enumerate(zip(u, p, n)):
+    for b_, (uu, pp, nn) in enumerate(zip(u, p, n, strict=False)):
         cu = float(c[b_]) * U[uu].astype(np.float64)
         gU[uu] += float(c[b_]) * (V[nn].astype(np.float64) - V[pp].astype(np.float64))
         gV[nn] += cu
@@ -692,7 +697,7 @@ def test_bpr_backward_kernels_match_brute_force(case):
         x = bpr_scores_np(Un, Vn, shared, u, p, n, BE[b])
         x_ref = np.array([U[uu].astype(np.float64) @ (V[nn].astype(np.float64)
                                                       - V[pp].astype(np.float64))
-                          for uu, pp, nn in zip(u, p, n)])
+                          for uu, pp, nn in zip(u, p, n, strict=False)])
         assert_same(x, x_ref.astype(dtype), f"bpr_scores[{b}]")
         dU = np.zeros(Un.shape, dtype)
         dV = dU if shared else np.zeros(Vn.shape, dtype)
@@ -760,7 +765,6 @@ def check_negatives(R, rows, users, n_neg, seed, backends):
 @budget(60)
 @given(case=sampling_cases())
 def test_sample_negatives_valid(case):
-    R = case[0]
     check_negatives(*case, BACKENDS)
 
 
@@ -934,12 +938,12 @@ def test_normalize_matches_brute_force(g, kind, dtype):
 @given(g=graphs(max_rows=5, max_cols=5, huge=12), kind=st.sampled_from([None, "sym", "row"]))
 def test_bipartite_adjacency_matches_brute_force(g, kind):
     R, _ = g
-    U, I = R.shape
-    Araw = np.zeros((U + I, U + I))
+    U, n_items = R.shape
+    Araw = np.zeros((U + n_items, U + n_items))
     Araw[:U, U:] = dense_of(R)
     Araw[U:, :U] = dense_of(R).T
     A = hopkit.bipartite_adjacency(R, normalize=kind)
-    assert A.shape == (U + I, U + I)
+    assert A.shape == (U + n_items, U + n_items)
     if kind is None:
         np.testing.assert_array_equal(dense_of(A), Araw)
     else:

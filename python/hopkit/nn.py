@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import torch
 
+from .codes import MESSAGES, REDUCES
 from .csr import CSR, as_csr, bipartite_adjacency  # noqa: F401
 from .ops import attention_aggregate, propagate, spmm  # noqa: F401
-from .codes import MESSAGES, REDUCES
 from .torch_ops import graph as _g
 from .torch_ops.propagate import propagate as _propagate_op
 from .torch_ops.spmm import spmm_graph

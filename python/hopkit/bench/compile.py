@@ -126,7 +126,7 @@ def _step_case(torch, quick, rounds):
         for name, (fn, s) in impls.items():  # the same first step for every implementation
             s[3] += 1
             first[name] = fn(*s)
-        for name, loss in first.items():
+        for loss in first.values():
             torch.testing.assert_close(loss, first["hopkit"], rtol=1e-5, atol=1e-6)
 
         def runner(fn, s):
@@ -139,11 +139,12 @@ def _step_case(torch, quick, rounds):
         med = timeit_interleaved(fns, repeats=rounds, warmup=1)
     case = f"LightGCN step, {n} nodes / {A.nnz} nnz, d=64, 3 layers, B=8192"
     # the report's reference row is "hopkit": the compiled step, then the eager one
-    return [row(GROUP, case + ", compiled", "hopkit", med["hopkit compiled"]),
-            row(GROUP, case + ", compiled", "eager hopkit", med["hopkit"]),
-            row(GROUP, case + ", compiled", "PyG LGConv x3 compiled", med["PyG LGConv x3 compiled"]),
-            row(GROUP, case + ", eager", "hopkit", med["hopkit"]),
-            row(GROUP, case + ", eager", "PyG LGConv x3", med["PyG LGConv x3"])]
+    comp, eager = case + ", compiled", case + ", eager"
+    return [row(GROUP, comp, "hopkit", med["hopkit compiled"]),
+            row(GROUP, comp, "eager hopkit", med["hopkit"]),
+            row(GROUP, comp, "PyG LGConv x3 compiled", med["PyG LGConv x3 compiled"]),
+            row(GROUP, eager, "hopkit", med["hopkit"]),
+            row(GROUP, eager, "PyG LGConv x3", med["PyG LGConv x3"])]
 
 
 def run(quick=False):

@@ -67,22 +67,44 @@ def dtype_name(d) -> str:
     return str(d).removeprefix("torch.")
 
 
-def check_dense(op, name, X, rows=None, dtype=None, same_as="the same dtype as the features"):
-    """X must be a 2-D float32/float64 array or tensor. A NumPy array comes back
-    C-contiguous (copied if needed); a tensor comes back as it is, checked from
-    its metadata alone (so the check also runs on fake tensors under
-    torch.compile); the torch operators make it contiguous."""
+def float_names(cuda=False):
+    """The value dtypes an op takes: float32/float64, plus the half types on CUDA."""
+    return ("float32", "float64") + (("float16", "bfloat16") if cuda else ())
+
+
+def _listed(names):
+    return " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def check_dense(op, name, X, rows=None, dtype=None, same_as="the same dtype as the features",
+                cuda=False):
+    """X must be a 2-D float array or tensor (float32/float64; with ``cuda``
+    also float16/bfloat16, and C-contiguous: device memory is never copied
+    behind the caller's back). A NumPy array comes back C-contiguous (copied
+    if needed); a tensor comes back as it is, checked from its metadata alone
+    (so the check also runs on fake tensors under torch.compile); the torch
+    operators make CPU tensors contiguous. The one validation of dense
+    arguments for NumPy, torch CPU and torch CUDA (CuPy arrays arrive as
+    torch views) inputs."""
     tensor = is_tensor(X)
     if not tensor and not isinstance(X, np.ndarray):
         raise TypeError(f"{op}: {name} must be a NumPy array or torch tensor, got "
                         f"{type(X).__name__}")
     got = dtype_name(X)
-    if got not in ("float32", "float64"):
-        raise TypeError(f"{op}: {name} must be float32 or float64, got {got}")
+    if got not in float_names(cuda):
+        raise TypeError(f"{op}: {name} must be {_listed(float_names(cuda))}, got {got}")
     if dtype is not None and got != dtype_name(dtype):
         raise TypeError(f"{op}: {name} must have {same_as} ({dtype_name(dtype)}), got {got}")
     if X.ndim != 2:
         raise ValueError(f"{op}: {name} must be 2-D, got shape {tuple(X.shape)}")
     if rows is not None and X.shape[0] != rows:
         raise ValueError(f"{op}: {name} must have {rows} rows, got {X.shape[0]}")
+    if cuda:
+        check_contiguous(op, name, X)
     return X if tensor else np.ascontiguousarray(X)
+
+
+def check_contiguous(op, name, X):
+    if not X.is_contiguous():
+        raise ValueError(f"{op}: {name} is a non-contiguous CUDA tensor (strides "
+                         f"{tuple(X.stride())}); pass {name}.contiguous()")

@@ -6,8 +6,8 @@ outputs are allocated here with ``torch.empty`` on the input's device and
 written by the kernels, which launch on the current stream and never
 synchronise. A CSR's arrays, its row-segment plan, its values per dtype and
 (for a transpose) its ``perm`` are uploaded once per device and cached on the
-CSR (``A._cache``). The op modules validate the CPU-side arguments; this module
-validates the device tensors.
+CSR (``A._cache``). The op modules validate every argument, whatever its
+device (``ops/_common.check_dense``), before anything reaches this module.
 """
 
 from __future__ import annotations
@@ -126,28 +126,6 @@ def route(op, backend, **arrays):
         return cupy.from_dlpack(r.detach())
 
     return dev, out, back
-
-
-def check_tensor(op, name, x, *, rows=None, ndim=2, dtype=None, shape=None):
-    """A CUDA tensor argument: float dtype, shape, C-contiguous (never copied)."""
-    if not is_tensor(x):
-        raise TypeError(f"{op}: {name} must be a torch CUDA tensor or CuPy array, got "
-                        f"{type(x).__name__}")
-    dtype_code(op, name, x.dtype)
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{op}: {name} must have the dtype of the features ({dtype}), got "
-                        f"{x.dtype}")
-    if shape is not None and tuple(x.shape) not in shape:
-        want = " or ".join(str(s) for s in shape)
-        raise ValueError(f"{op}: {name} must have shape {want}, got {tuple(x.shape)}")
-    if x.dim() != ndim and shape is None:
-        raise ValueError(f"{op}: {name} must be {ndim}-D, got shape {tuple(x.shape)}")
-    if rows is not None and x.shape[0] != rows:
-        raise ValueError(f"{op}: {name} must have {rows} rows, got {x.shape[0]}")
-    if not x.is_contiguous():
-        raise ValueError(f"{op}: {name} is a non-contiguous CUDA tensor (strides "
-                         f"{tuple(x.stride())}); pass {name}.contiguous()")
-    return x
 
 
 # ---------------------------------------------------------------- device CSR

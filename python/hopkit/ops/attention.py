@@ -10,6 +10,7 @@ import numpy as np
 from .. import _backend, codes
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
+from ._common import check_contiguous
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
 from ._cuda import is_cuda_backend as _is_cuda
@@ -80,20 +81,16 @@ def attention_aggregate(A, Q, K, V, heads=1, score="dot", *, scale=None, negativ
         raise ValueError(f"{op}: heads must be a positive integer, got {heads!r}")
     heads = int(heads)
     dev, ins, back = _route(op, backend, Q=Q, K=K, V=V)
-    if dev is not None:
-        from . import _cuda
-
-        Q, K, V = ins["Q"], ins["K"], ins["V"]
-        Qn = _cuda.check_tensor(op, "Q", Q, rows=A.n_rows).detach()
-        if str(Qn.dtype) not in ("torch.float32", "torch.float64"):
-            raise TypeError(f"{op}: Q must be float32 or float64 on CUDA, got {Qn.dtype}")
-        Kn = _cuda.check_tensor(op, "K", K, rows=A.n_cols, dtype=Qn.dtype).detach()
-        Vn = _cuda.check_tensor(op, "V", V, rows=A.n_cols, dtype=Qn.dtype).detach()
-    else:
+    Q, K, V = ins["Q"], ins["K"], ins["V"]
+    if dev is None:
         _check_device(op, Q=Q, K=K, V=V)
-        Qn = Q = _check_dense(op, "Q", Q, rows=A.n_rows)
-        Kn = K = _check_dense(op, "K", K, rows=A.n_cols, dtype=Qn.dtype)
-        Vn = V = _check_dense(op, "V", V, rows=A.n_cols, dtype=Qn.dtype)
+    Qn = Q = _check_dense(op, "Q", Q, rows=A.n_rows)  # float32/float64 on every device
+    Kn = K = _check_dense(op, "K", K, rows=A.n_cols, dtype=Qn.dtype)
+    Vn = V = _check_dense(op, "V", V, rows=A.n_cols, dtype=Qn.dtype)
+    if dev is not None:
+        for name, t in (("Q", Q), ("K", K), ("V", V)):
+            check_contiguous(op, name, t)
+        Qn, Kn, Vn = Q.detach(), K.detach(), V.detach()
     if Kn.shape[1] != Qn.shape[1]:
         raise ValueError(f"{op}: K must have the width of Q ({Qn.shape[1]}), got {Kn.shape[1]}")
     if score == "gat":

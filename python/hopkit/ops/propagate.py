@@ -9,11 +9,10 @@ import numpy as np
 from .. import _backend
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
+from ._common import check_contiguous, dtype_name, float_names
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
-from ._common import dtype_name
 from ._common import to_numpy as _to_numpy
-from .spmm import FLOAT_NAMES
 from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
 
@@ -50,22 +49,24 @@ def layer_weights(op, layers, combine) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _edge_weights(op, A: CSR, edge_weight, dtype, torch_mode):
+def _edge_weights(op, A: CSR, edge_weight, dtype, torch_mode, cuda=False):
     """(E, from_values): the [nnz] weights (edge_weight, else A.values, else
     None), checked from metadata; on the torch path A.values stay for the
     operator's caller to supply (E None, from_values True)."""
     if edge_weight is None:
         return (None if torch_mode else A.values_as(dtype)), True
     E = edge_weight
-    if not (is_tensor(E) or isinstance(E, np.ndarray)) or dtype_name(E) not in FLOAT_NAMES:
-        raise TypeError(f"{op}: edge_weight must be a float32/float64 array, got "
-                        f"{dtype_name(E) if hasattr(E, 'dtype') else type(E).__name__}")
+    if not (is_tensor(E) or isinstance(E, np.ndarray)) or dtype_name(E) not in float_names(cuda):
+        raise TypeError(f"{op}: edge_weight must be a float array ({', '.join(float_names(cuda))})"
+                        f", got {dtype_name(E) if hasattr(E, 'dtype') else type(E).__name__}")
     if dtype_name(E) != dtype_name(dtype):
         raise TypeError(f"{op}: edge_weight must have the dtype of X ({dtype_name(dtype)}), got "
                         f"{dtype_name(E)}")
     if tuple(E.shape) != (A.nnz,):
         raise ValueError(f"{op}: edge_weight must have shape ({A.nnz},) (one weight per "
                          f"nonzero of A), got {tuple(E.shape)}")
+    if cuda:
+        check_contiguous(op, "edge_weight", E)
     return (E if is_tensor(E) else np.ascontiguousarray(E)), False
 
 
@@ -123,43 +124,27 @@ def propagate(A, X, layers=3, combine="mean", edge_weight=None, backend=None):
     A = as_csr(A, op)
     alpha = layer_weights(op, layers, combine)
     dev, ins, back = _route(op, backend, X=X, edge_weight=edge_weight)
-    if dev is not None:
-        return back(_propagate_cuda(op, A, ins["X"], ins["edge_weight"], alpha, dev))
-    _check_device(op, X=X, edge_weight=edge_weight)
-    X = _check_dense(op, "X", X, rows=A.n_cols)
+    X, edge_weight, cuda = ins["X"], ins["edge_weight"], dev is not None
+    if not cuda:
+        _check_device(op, X=X, edge_weight=edge_weight)
+    X = _check_dense(op, "X", X, rows=A.n_cols, cuda=cuda)
     if A.n_rows != A.n_cols and not (len(alpha) == 2 and alpha[0] == 0):
         raise ValueError(f"{op}: A must be square for layers >= 2 or a nonzero layer-0 weight "
                          f"(A^l X must chain), got shape {A.shape} with layers={len(alpha) - 1}")
     torch_mode = is_tensor(X) or is_tensor(edge_weight)
-    E, from_values = _edge_weights(op, A, edge_weight, X.dtype, torch_mode)
+    E, from_values = _edge_weights(op, A, edge_weight, X.dtype, torch_mode, cuda)
+    if torch_mode and is_tensor(edge_weight) and edge_weight.requires_grad:
+        raise ValueError(f"{op}: gradients wrt edge_weight are not supported (the fused "
+                         "backward keeps no activations); use hopkit.spmm per layer, or "
+                         "pass edge_weight.detach()")
+    if cuda:  # the autograd Function with the CUDA backend (ops/_cuda.py)
+        from ..autograd.propagate import propagate_torch
+        from . import _cuda
+
+        E = _cuda.edge_values(A, dev, X.dtype) if E is None else E
+        return back(propagate_torch(A, X, X.detach(), alpha, E, from_values, _cuda.CUDA))
     if torch_mode:
-        if is_tensor(edge_weight) and edge_weight.requires_grad:
-            raise ValueError(f"{op}: gradients wrt edge_weight are not supported (the fused "
-                             "backward keeps no activations); use hopkit.spmm per layer, or "
-                             "pass edge_weight.detach()")
         from ..torch_ops.propagate import propagate_csr
 
         return propagate_csr(A, X, E, alpha, backend)
     return propagate_np(A, X, alpha, E, None, _backend.resolve(backend, op))
-
-
-def _propagate_cuda(op, A: CSR, X, edge_weight, alpha, dev):
-    from ..autograd.propagate import propagate_torch
-    from . import _cuda
-
-    if X is None:
-        raise TypeError(f"{op}: X must be a tensor, got None")
-    _cuda.check_tensor(op, "X", X, rows=A.n_cols)
-    if A.n_rows != A.n_cols and not (len(alpha) == 2 and alpha[0] == 0):
-        raise ValueError(f"{op}: A must be square for layers >= 2 or a nonzero layer-0 weight "
-                         f"(A^l X must chain), got shape {A.shape} with layers={len(alpha) - 1}")
-    if edge_weight is None:
-        E, from_values = _cuda.edge_values(A, dev, X.dtype), True
-    else:
-        _cuda.check_tensor(op, "edge_weight", edge_weight, dtype=X.dtype, shape=((A.nnz,),))
-        if edge_weight.requires_grad:
-            raise ValueError(f"{op}: gradients wrt edge_weight are not supported (the fused "
-                             "backward keeps no activations); use hopkit.spmm per layer, or "
-                             "pass edge_weight.detach()")
-        E, from_values = edge_weight, False
-    return propagate_torch(A, X, X.detach(), alpha, E, from_values, _cuda.CUDA)

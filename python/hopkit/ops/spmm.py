@@ -7,35 +7,35 @@ import numpy as np
 from .. import _backend, codes
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
+from ._common import check_contiguous, dtype_name, float_names
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
-from ._common import dtype_name
 from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
 
 REDUCES = codes.REDUCES
 MESSAGES = {k: v for k, v in codes.MESSAGES.items() if k != "edge"}  # the user's choices
 EDGE = codes.MESSAGES["edge"]  # the edge features alone (X is None)
-FLOAT_NAMES = ("float32", "float64")
 
 
-def _edge_features(op, A: CSR, edge_weight, F, dtype, message, torch_mode=False):
+def _edge_features(op, A: CSR, edge_weight, F, dtype, message, torch_mode=False, cuda=False):
     """Returns (E, e_width): explicit edge_weight, else A.values, else none.
     Checked from metadata alone; a NumPy E comes back C-contiguous, a tensor
-    as it is (A.values then stay for the torch path to supply)."""
+    as it is (A.values then stay for the torch path to supply: E None with
+    e_width 1)."""
     if message == "copy":
         if edge_weight is not None:
             raise ValueError(f"{op}: message='copy' ignores edge features; pass "
                              "message='mul' or 'add' to use edge_weight")
         return None, 0
     if edge_weight is None:
-        if torch_mode:  # A.values come as a tensor (torch_ops.graph.values_of)
+        if torch_mode:
             return None, (0 if A.values is None else 1)
         return A.values_as(dtype), (0 if A.values is None else 1)
     E = edge_weight
-    if not (is_tensor(E) or isinstance(E, np.ndarray)) or dtype_name(E) not in FLOAT_NAMES:
-        raise TypeError(f"{op}: edge_weight must be a float32/float64 array, got "
-                        f"{dtype_name(E) if hasattr(E, 'dtype') else type(E).__name__}")
+    if not (is_tensor(E) or isinstance(E, np.ndarray)) or dtype_name(E) not in float_names(cuda):
+        raise TypeError(f"{op}: edge_weight must be a float array ({', '.join(float_names(cuda))})"
+                        f", got {dtype_name(E) if hasattr(E, 'dtype') else type(E).__name__}")
     if dtype_name(E) != dtype_name(dtype):
         raise TypeError(f"{op}: edge_weight must have the dtype of X ({dtype_name(dtype)}), got "
                         f"{dtype_name(E)}")
@@ -43,6 +43,8 @@ def _edge_features(op, A: CSR, edge_weight, F, dtype, message, torch_mode=False)
     if shape not in ((A.nnz,), (A.nnz, F)):
         raise ValueError(f"{op}: edge_weight must have shape ({A.nnz},) or ({A.nnz}, {F}) "
                          f"(one value or one row per nonzero of A), got {shape}")
+    if cuda:
+        check_contiguous(op, "edge_weight", E)
     E = E if is_tensor(E) else np.ascontiguousarray(E)
     return E, (1 if len(shape) == 1 else F)
 
@@ -164,29 +166,40 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
     if return_arg and reduce not in ("max", "min"):
         raise ValueError(f"{op}: return_arg needs reduce='max' or 'min', got {reduce!r}")
     dev, ins, back = _route(op, backend, X=X, edge_weight=edge_weight)
-    if dev is not None:
-        out = _spmm_cuda(op, A, ins["X"], ins["edge_weight"], reduce, message, return_arg, dev)
-        return back(out)
-    _check_device(op, X=X, edge_weight=edge_weight)
+    X, edge_weight, cuda = ins["X"], ins["edge_weight"], dev is not None
+    if not cuda:
+        _check_device(op, X=X, edge_weight=edge_weight)
     torch_mode = is_tensor(X) or is_tensor(edge_weight)
     if X is None:
         if edge_weight is None and A.values is None:
             raise ValueError(f"{op}: X is None, so edge features (edge_weight or A.values) are "
                              "required")
+        if cuda and edge_weight is None:
+            raise ValueError(f"{op}: X is None on CUDA needs edge_weight as a CUDA tensor")
         Ew = edge_weight if edge_weight is not None else A.values
         F = 1 if Ew.ndim == 1 else Ew.shape[1]
         dtype, msg_name = Ew.dtype, "mul"
     else:
-        X = _check_dense(op, "X", X, rows=A.n_cols)
+        X = _check_dense(op, "X", X, rows=A.n_cols, cuda=cuda)
         F, dtype = X.shape[1], X.dtype
         msg_name = message or "mul"
     if F == 0:  # nothing to aggregate (and e_width 0 would read as "no edge features")
-        return _empty_result(A, X if X is not None else edge_weight, return_arg)
-    E, e_width = _edge_features(op, A, edge_weight, F, dtype, msg_name, torch_mode)
+        return back(_empty_result(A, X if X is not None else edge_weight, return_arg))
+    E, e_width = _edge_features(op, A, edge_weight, F, dtype, msg_name, torch_mode, cuda)
     msg = MESSAGES[msg_name] if e_width else MESSAGES["copy"]
     if X is None:
         msg = EDGE
     red = REDUCES[reduce]
+    if cuda:  # the autograd Functions with the CUDA backend (ops/_cuda.py)
+        from ..autograd.spmm import spmm_torch
+        from . import _cuda
+
+        E = _cuda.edge_values(A, dev, dtype) if E is None and e_width else E
+        E = None if E is None else E.detach()
+        Xd = None if X is None else X.detach()
+        out = spmm_torch(A, X, edge_weight, Xd, F, dtype, E, e_width, msg, red, _cuda.CUDA,
+                         return_arg)
+        return back(out if return_arg else out[0])
     if torch_mode:
         from ..torch_ops.spmm import spmm_csr
 
@@ -207,46 +220,6 @@ def _empty_result(A: CSR, like, return_arg):
     return (Y, arg) if return_arg else Y
 
 
-def _spmm_cuda(op, A: CSR, X, edge_weight, reduce, message, return_arg, dev):
-    from ..autograd.spmm import spmm_torch
-    from . import _cuda
-
-    red = REDUCES[reduce]
-    if X is None:
-        if edge_weight is None:
-            if A.values is None:
-                raise ValueError(f"{op}: X is None, so edge features (edge_weight or A.values) "
-                                 "are required")
-            raise ValueError(f"{op}: X is None on CUDA needs edge_weight as a CUDA tensor")
-        _cuda.check_tensor(op, "edge_weight", edge_weight, shape=((A.nnz,),) + (
-            ((A.nnz, edge_weight.shape[-1]),) if edge_weight.dim() == 2 else ()))
-        F = 1 if edge_weight.dim() == 1 else edge_weight.shape[1]
-        dtype, msg_name = edge_weight.dtype, "mul"
-    else:
-        _cuda.check_tensor(op, "X", X, rows=A.n_cols)
-        F, dtype = X.shape[1], X.dtype
-        msg_name = message or "mul"
-    if msg_name == "copy":
-        if edge_weight is not None:
-            raise ValueError(f"{op}: message='copy' ignores edge features; pass "
-                             "message='mul' or 'add' to use edge_weight")
-        E, e_width = None, 0
-    elif edge_weight is None:
-        E = _cuda.edge_values(A, dev, dtype)
-        e_width = 0 if E is None else 1
-    else:
-        _cuda.check_tensor(op, "edge_weight", edge_weight, dtype=dtype,
-                           shape=((A.nnz,), (A.nnz, F)))
-        E, e_width = edge_weight.detach(), (1 if edge_weight.dim() == 1 else F)
-    msg = MESSAGES[msg_name] if e_width else MESSAGES["copy"]
-    if X is None:
-        msg = EDGE
-    Xd = None if X is None else X.detach()
-    out = spmm_torch(A, X, edge_weight, Xd, F, dtype, E, e_width, msg, red, _cuda.CUDA,
-                     return_arg)
-    return out if return_arg else out[0]
-
-
 def sddmm(A, U, V, *, scale=False, backend=None):
     """Sampled dense-dense product: ``out[e] = <U[i], V[j]>`` for every nonzero
     e = (i, j) of A, in CSR order (times ``A.values[e]`` when ``scale``).
@@ -258,27 +231,21 @@ def sddmm(A, U, V, *, scale=False, backend=None):
     op = "sddmm"
     A = as_csr(A, op)
     dev, ins, back = _route(op, backend, U=U, V=V)
-    if dev is not None:
-        from ..autograd.spmm import sddmm_torch
-        from . import _cuda
-
-        U, V = ins["U"], ins["V"]
-        _cuda.check_tensor(op, "U", U, rows=A.n_rows)
-        _cuda.check_tensor(op, "V", V, rows=A.n_cols, dtype=U.dtype)
-        if U.shape[1] != V.shape[1]:
-            raise ValueError(f"{op}: U and V must have the same width, got {U.shape[1]} and "
-                             f"{V.shape[1]}")
-        if scale and A.values is None:
-            raise ValueError(f"{op}: scale=True needs A.values")
-        return back(sddmm_torch(A, U, V, U.detach(), V.detach(), scale, _cuda.CUDA))
-    _check_device(op, U=U, V=V)
-    U = _check_dense(op, "U", U, rows=A.n_rows)
-    V = _check_dense(op, "V", V, rows=A.n_cols, dtype=U.dtype)
+    U, V, cuda = ins["U"], ins["V"], dev is not None
+    if not cuda:
+        _check_device(op, U=U, V=V)
+    U = _check_dense(op, "U", U, rows=A.n_rows, cuda=cuda)
+    V = _check_dense(op, "V", V, rows=A.n_cols, dtype=U.dtype, cuda=cuda)
     if U.shape[1] != V.shape[1]:
         raise ValueError(f"{op}: U and V must have the same width, got {U.shape[1]} and "
                          f"{V.shape[1]}")
     if scale and A.values is None:
         raise ValueError(f"{op}: scale=True needs A.values")
+    if cuda:
+        from ..autograd.spmm import sddmm_torch
+        from . import _cuda
+
+        return back(sddmm_torch(A, U, V, U.detach(), V.detach(), scale, _cuda.CUDA))
     if is_tensor(U) or is_tensor(V):
         from ..torch_ops.spmm import sddmm_csr
 

@@ -11,16 +11,15 @@ from .._torch import is_tensor
 from ..csr import CSR, as_csr
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
-from ._common import check_ids_meta as _check_ids_meta
 from ._common import dtype_name as _dtype_name
 from ._common import to_numpy as _to_numpy
 from ._cuda import route as _route
 
 
-def _dense(op, name, x, dtype=None, as_numpy=True):
+def _dense(op, name, x, dtype=None, as_numpy=True, cuda=False):
     """check_dense with topk's wording; a C-contiguous NumPy array unless
     ``as_numpy`` is False (a tensor then stays a tensor, for the operator)."""
-    a = _check_dense(op, name, x, dtype=dtype, same_as="the dtype of queries")
+    a = _check_dense(op, name, x, dtype=dtype, same_as="the dtype of queries", cuda=cuda)
     return np.ascontiguousarray(_to_numpy(a)) if as_numpy else a
 
 
@@ -253,8 +252,8 @@ def _topk_cuda(op, queries, items, k, exclude, exclude_rows, candidates, dev):
     if isinstance(items, ItemIndex):
         raise TypeError(f"{op}: queries are on {dev} but items is an ItemIndex of CPU arrays; "
                         "pass the items as a CUDA tensor")
-    Q = _cuda.check_tensor(op, "queries", queries).detach()
-    X = _cuda.check_tensor(op, "items", items).detach()
+    Q = _dense(op, "queries", queries, as_numpy=False, cuda=True).detach()
+    X = _dense(op, "items", items, as_numpy=False, cuda=True).detach()
     B, N = _check_pair(op, Q, X)
     k = _check_k(op, k)
     if is_tensor(exclude_rows):

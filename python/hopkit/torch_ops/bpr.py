@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from .. import _backend
-from ..ops.bpr import bpr_grads_np, bpr_scores_np, softplus_mean
 from ..ops._common import check_ids
+from ..ops.bpr import bpr_grads_np, bpr_scores_np, softplus_mean
 from .graph import as_np
 
 
