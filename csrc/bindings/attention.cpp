@@ -48,6 +48,9 @@ void bind_attention(py::module_& m) {
           hopkit::attention_forward<T, I>(a, o, l);
         });
       },
+      py::arg("indptr"), py::arg("indices"), py::arg("n_rows"), py::arg("n_cols"), py::arg("Q"),
+      py::arg("K"), py::arg("V"), py::arg("heads"), py::arg("dk"), py::arg("dv"),
+      py::arg("score"), py::arg("scale"), py::arg("slope"), py::arg("out"), py::arg("lse"),
       "Fused attention aggregation forward (see csrc/include/hopkit/attention.h)");
   m.def(
       "attention_backward",
@@ -76,5 +79,10 @@ void bind_attention(py::module_& m) {
           hopkit::attention_backward<T, I>(a, AT, o, go, l, delta.data(), dq, dk_, dv_);
         });
       },
+      py::arg("indptr"), py::arg("indices"), py::arg("t_indptr"), py::arg("t_indices"),
+      py::arg("n_rows"), py::arg("n_cols"), py::arg("Q"), py::arg("K"), py::arg("V"),
+      py::arg("heads"), py::arg("dk"), py::arg("dv"), py::arg("score"), py::arg("scale"),
+      py::arg("slope"), py::arg("out"), py::arg("dout"), py::arg("lse"), py::arg("dQ"),
+      py::arg("dK"), py::arg("dV"),
       "Fused attention aggregation backward: dQ, dK, dV");
 }

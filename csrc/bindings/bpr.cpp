@@ -44,6 +44,8 @@ void bind_bpr(py::module_& m) {
           hopkit::bpr_scores<T, I>(a, o);
         });
       },
+      py::arg("U"), py::arg("V"), py::arg("F"), py::arg("users"), py::arg("pos"), py::arg("neg"),
+      py::arg("shared"), py::arg("x"),
       "x[b] = U[users[b]] . (V[neg[b]] - V[pos[b]]) (see csrc/include/hopkit/bpr.h)");
   m.def(
       "bpr_backward",
@@ -61,5 +63,7 @@ void bind_bpr(py::module_& m) {
           hopkit::bpr_backward<T, I>(a, cp, gu, gv);
         });
       },
+      py::arg("U"), py::arg("V"), py::arg("F"), py::arg("users"), py::arg("pos"), py::arg("neg"),
+      py::arg("shared"), py::arg("c"), py::arg("dU"), py::arg("dV"),
       "Gradients of sum_b c[b] x[b] wrt U and V (see csrc/include/hopkit/bpr.h)");
 }

@@ -42,6 +42,8 @@ void bind_csr(py::module_& m) {
         return f64 ? coo_to_csr_impl<int64_t, double>(n_rows, n_cols, rows, cols, values)
                    : coo_to_csr_impl<int64_t, float>(n_rows, n_cols, rows, cols, values);
       },
+      py::arg("n_rows"), py::arg("n_cols"), py::arg("rows"), py::arg("cols"),
+      py::arg("values").none(true),
       "COO -> CSR: returns (bad_pos, bad_is_row, indptr, indices, None, values, uniq)");
   m.def(
       "csr_sum_duplicates",
@@ -72,6 +74,7 @@ void bind_csr(py::module_& m) {
         else { if (f64) run(int64_t{}, double{}); else run(int64_t{}, float{}); }
         return py::make_tuple(out_indptr, out_cols, out_values);
       },
+      py::arg("indptr"), py::arg("cols"), py::arg("values").none(true), py::arg("uniq"),
       "Sum runs of equal columns of a row-sorted CSR");
   m.def(
       "csr_transpose",
@@ -93,5 +96,6 @@ void bind_csr(py::module_& m) {
         else run(int64_t{});
         return py::make_tuple(t_indptr, t_indices, perm);
       },
+      py::arg("indptr"), py::arg("indices"), py::arg("n_cols"),
       "Transpose: returns (indptr, indices, perm) with perm[t] = edge of A");
 }

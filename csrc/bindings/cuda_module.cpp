@@ -25,7 +25,7 @@ PYBIND11_MODULE(_cuda, m) {
     std::string err = hopkit::cuda::fill(reinterpret_cast<float*>(out), value, n,
                                          reinterpret_cast<void*>(stream));
     if (!err.empty()) throw std::runtime_error("hopkit._cuda.fill: " + err);
-  });
+  }, py::arg("out"), py::arg("value"), py::arg("n"), py::arg("stream"));
   bind_cuda_csr(m);
   bind_cuda_spmm(m);
   bind_cuda_propagate(m);

@@ -30,7 +30,7 @@ PYBIND11_MODULE(_native, m) {
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
     hopkit::set_num_threads(n);
-  });
+  }, py::arg("n"), "Set hopkit's thread count (n >= 1)");
   // The threads a kernel's parallel region gets now (what max_threads() asks
   // for, as OpenMP grants it): lets a test check the count really used.
   m.def("threads_in_parallel_region", [] {

@@ -31,5 +31,8 @@ void bind_propagate(py::module_& m) {
           hopkit::propagate<T, I>(p, o, w);
         });
       },
+      py::arg("indptr"), py::arg("indices"), py::arg("n_rows"), py::arg("n_cols"), py::arg("X"),
+      py::arg("F"), py::arg("E").none(true), py::arg("eperm").none(true), py::arg("alpha"),
+      py::arg("out"), py::arg("work").none(true),
       "Fused multi-hop propagation (see csrc/include/hopkit/propagate.h)");
 }

@@ -25,5 +25,7 @@ void bind_sampling(py::module_& m) {
         if (i32) { if (o32) run(int32_t{}, int32_t{}); else run(int32_t{}, int64_t{}); }
         else { if (o32) run(int64_t{}, int32_t{}); else run(int64_t{}, int64_t{}); }
       },
+      py::arg("indptr"), py::arg("indices"), py::arg("n_items"), py::arg("users"), py::arg("n_neg"),
+      py::arg("seed"), py::arg("out"),
       "Uniform negatives per (user, j) rejecting the user's positives; out [len(users) * n_neg]");
 }

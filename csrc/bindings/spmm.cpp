@@ -49,7 +49,10 @@ void bind_spmm(py::module_& m) {
           hopkit::spmm_forward<T, I>(a, y, g);
         });
       },
-      "g-SpMM forward (see csrc/include/hopkit/spmm.h)");
+      py::arg("indptr"), py::arg("indices"), py::arg("n_rows"), py::arg("n_cols"),
+      py::arg("X").none(true), py::arg("F"), py::arg("E").none(true), py::arg("e_width"),
+      py::arg("eperm").none(true), py::arg("message"), py::arg("reduce"), py::arg("Y"),
+      py::arg("arg").none(true), "g-SpMM forward (see csrc/include/hopkit/spmm.h)");
   m.def(
       "spmm_edge_grad",
       [](py::object indptr, py::object indices, int64_t n_rows, int64_t n_cols, py::object X,
@@ -69,7 +72,10 @@ void bind_spmm(py::module_& m) {
           hopkit::spmm_edge_grad<T, I>(a, dy, g, de);
         });
       },
-      "Gradient of g-SpMM wrt the edge features");
+      py::arg("indptr"), py::arg("indices"), py::arg("n_rows"), py::arg("n_cols"),
+      py::arg("X").none(true), py::arg("F"), py::arg("E").none(true), py::arg("e_width"),
+      py::arg("eperm").none(true), py::arg("message"), py::arg("reduce"), py::arg("dY"),
+      py::arg("arg").none(true), py::arg("dE"), "Gradient of g-SpMM wrt the edge features");
   m.def(
       "spmm_arg_grad_x",
       [](py::object indptr, py::object indices, int64_t n_rows, int64_t n_cols, py::object X,
@@ -88,5 +94,8 @@ void bind_spmm(py::module_& m) {
           hopkit::spmm_arg_grad_x<T, I>(a, dy, g, dx);
         });
       },
-      "Gradient of max/min g-SpMM wrt X through the kept arg");
+      py::arg("indptr"), py::arg("indices"), py::arg("n_rows"), py::arg("n_cols"),
+      py::arg("X").none(true), py::arg("F"), py::arg("E").none(true), py::arg("e_width"),
+      py::arg("eperm").none(true), py::arg("message"), py::arg("reduce"), py::arg("dY"),
+      py::arg("arg"), py::arg("dX"), "Gradient of max/min g-SpMM wrt X through the kept arg");
 }

@@ -67,6 +67,7 @@ void bind_topk(py::module_& m) {
         else throw py::type_error("hopkit native: items must be float32 or float64");
         return out;
       },
+      py::arg("items"),
       "Pack items [N, d] into the top-k kernel's panel layout [ceil(N/NR), d, NR]");
   m.def(
       "topk",
@@ -107,6 +108,10 @@ void bind_topk(py::module_& m) {
           run_blocks(a, s, ix);
         });
       },
+      py::arg("queries"), py::arg("prepared"), py::arg("n_items"), py::arg("k"),
+      py::arg("ex_indptr").none(true), py::arg("ex_indices").none(true),
+      py::arg("ex_rows").none(true), py::arg("cand_indptr").none(true),
+      py::arg("cand_indices").none(true), py::arg("scores"), py::arg("idx"),
       "Top-k inner products with exclusion / candidates (see csrc/include/hopkit/topk.h)");
   m.def(
       "topk_select",
@@ -130,5 +135,8 @@ void bind_topk(py::module_& m) {
           run_blocks(a, ptr<T>(scores, "out scores"), ptr<int64_t>(idx, "idx"));
         });
       },
+      py::arg("S"), py::arg("k"), py::arg("ex_indptr").none(true),
+      py::arg("ex_indices").none(true), py::arg("ex_rows").none(true), py::arg("scores"),
+      py::arg("idx"),
       "Top-k of given scores [B, N] with exclusion (the selection of topk)");
 }

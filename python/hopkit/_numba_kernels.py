@@ -418,8 +418,20 @@ def _topk(Q, X, k, has_ex, ex_indptr, ex_indices, has_map, ex_rows, has_cand, ca
                 cnt += 1
 
 
-def topk(queries, items, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices,
-         scores, idx, scored=False):
+def topk(queries, prepared, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr,
+         cand_indices, scores, idx):
+    _run_topk(queries, prepared, k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices,
+              scores, idx, False)
+
+
+def topk_select(S, k, ex_indptr, ex_indices, ex_rows, scores, idx):
+    _run_topk(S, S[:0], k, ex_indptr, ex_indices, ex_rows, None, None, scores, idx, True)
+
+
+def _run_topk(queries, items, k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices,
+              scores, idx, scored):
+    """topk (scored=False: queries @ items.T) or topk_select (scored=True:
+    queries are the scores [B, N]) through the one Numba kernel."""
     z64 = np.zeros(1, dtype=np.int64)
     zi = np.zeros(1, dtype=ex_indices.dtype if ex_indices is not None else
                   (cand_indices.dtype if cand_indices is not None else np.int64))
@@ -429,8 +441,3 @@ def topk(queries, items, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr
           ex_rows is not None, ex_rows if ex_rows is not None else z64,
           cand_indptr is not None, cand_indptr if cand_indptr is not None else z64,
           cand_indices if cand_indices is not None else zi, scores, idx, scored)
-
-
-def topk_select(S, k, ex_indptr, ex_indices, ex_rows, scores, idx):
-    topk(S, S[:0], S.shape[1], k, ex_indptr, ex_indices, ex_rows, None, None, scores, idx,
-         scored=True)

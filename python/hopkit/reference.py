@@ -333,11 +333,11 @@ def topk_prepare(items):
     return items
 
 
-def topk(queries, items, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices,
-         scores, idx):
+def topk(queries, prepared, n_items, k, ex_indptr, ex_indices, ex_rows, cand_indptr,
+         cand_indices, scores, idx):
     """Brute force: float64 scores, explicit masks, a stable (score desc, item
-    asc) lexsort per query."""
-    X = items.astype(np.float64)
+    asc) lexsort per query. ``prepared`` is ``topk_prepare(items)``: the items."""
+    X = prepared.astype(np.float64)
     _select(lambda b0, b1: queries[b0:b1].astype(np.float64) @ X.T, queries.shape[0], n_items,
             k, ex_indptr, ex_indices, ex_rows, cand_indptr, cand_indices, scores, idx)
 

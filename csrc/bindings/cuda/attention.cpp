@@ -41,6 +41,9 @@ void bind_cuda_attention(py::module_& m) {
         hopkit::cuda::attention_forward(a, dptr<void>(out), dptr<void>(lse), dptr<void>(ws),
                                         stream_of(stream));
       },
+      py::arg("csr"), py::arg("plan"), py::arg("dtype"), py::arg("Q"), py::arg("K"), py::arg("V"),
+      py::arg("heads"), py::arg("dk"), py::arg("dv"), py::arg("score"), py::arg("scale"),
+      py::arg("slope"), py::arg("out"), py::arg("lse"), py::arg("ws"), py::arg("stream"),
       "Fused attention forward on device pointers");
   m.def(
       "attention_backward",
@@ -55,5 +58,9 @@ void bind_cuda_attention(py::module_& m) {
                                          dptr<void>(dQ), dptr<void>(dK), dptr<void>(dV),
                                          stream_of(stream));
       },
+      py::arg("csr"), py::arg("csr_t"), py::arg("dtype"), py::arg("Q"), py::arg("K"),
+      py::arg("V"), py::arg("heads"), py::arg("dk"), py::arg("dv"), py::arg("score"),
+      py::arg("scale"), py::arg("slope"), py::arg("out"), py::arg("dout"), py::arg("lse"),
+      py::arg("delta"), py::arg("dQ"), py::arg("dK"), py::arg("dV"), py::arg("stream"),
       "Fused attention backward on device pointers");
 }

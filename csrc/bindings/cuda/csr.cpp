@@ -18,6 +18,7 @@ hopkit::cuda::SortScratch to_scratch(const std::vector<int64_t>& v) {
 
 void bind_cuda_csr(py::module_& m) {
   m.def("sort_temp_bytes", [](int64_t n) { return int64_t(hopkit::cuda::sort_temp_bytes(n)); },
+        py::arg("n"),
         "Scratch bytes of the radix sort for n keys");
   m.def(
       "coo_to_csr",
@@ -32,7 +33,10 @@ void bind_cuda_csr(py::module_& m) {
                                  dptr<void>(values_out), dptr<uint64_t>(bad), s,
                                  stream_of(stream));
       },
-      "COO -> CSR on device pointers");
+      py::arg("n_rows"), py::arg("n_cols"), py::arg("nnz"), py::arg("index_i64"), py::arg("rows"),
+      py::arg("cols"), py::arg("value_dtype"), py::arg("values"), py::arg("indptr"),
+      py::arg("cols_out"), py::arg("values_out"), py::arg("bad"), py::arg("scratch"),
+      py::arg("stream"), "COO -> CSR on device pointers");
   m.def(
       "csr_transpose",
       [](int64_t n_rows, int64_t n_cols, int64_t nnz, bool index_i64, int64_t indptr,
@@ -45,5 +49,7 @@ void bind_cuda_csr(py::module_& m) {
                                     dptr<void>(t_indices), dptr<int64_t>(perm), s,
                                     stream_of(stream));
       },
-      "CSR transpose on device pointers");
+      py::arg("n_rows"), py::arg("n_cols"), py::arg("nnz"), py::arg("index_i64"),
+      py::arg("indptr"), py::arg("indices"), py::arg("t_indptr"), py::arg("t_indices"),
+      py::arg("perm"), py::arg("scratch"), py::arg("stream"), "CSR transpose on device pointers");
 }

@@ -29,5 +29,7 @@ void bind_cuda_propagate(py::module_& m) {
                                 dptr<void>(out), dptr<void>(work), dptr<void>(ws_val),
                                 stream_of(stream));
       },
-      "Fused multi-hop propagation on device pointers");
+      py::arg("csr"), py::arg("plan"), py::arg("dtype"), py::arg("X"), py::arg("F"), py::arg("E"),
+      py::arg("eperm"), py::arg("alpha"), py::arg("out"), py::arg("work"), py::arg("ws_val"),
+      py::arg("stream"), "Fused multi-hop propagation on device pointers");
 }

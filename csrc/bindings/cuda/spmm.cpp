@@ -34,7 +34,7 @@ hopkit::cuda::SpmmCall make_call(const std::vector<int64_t>& csr, const std::vec
 void bind_cuda_spmm(py::module_& m) {
   m.def("spmm_unroll", &hopkit::cuda::spmm_unroll,
         "Edges per lane group and step in the spmm forward kernel");
-  m.def("set_spmm_unroll", &hopkit::cuda::set_spmm_unroll,
+  m.def("set_spmm_unroll", &hopkit::cuda::set_spmm_unroll, py::arg("u"),
         "Set the spmm forward unroll (0 = by value type, 1, 2, 4 or 8; a tuning knob)");
   m.def(
       "spmm_forward",
@@ -46,7 +46,10 @@ void bind_cuda_spmm(py::module_& m) {
         hopkit::cuda::spmm_forward(c, dptr<void>(Y), dptr<int64_t>(arg), dptr<void>(ws_val),
                                    dptr<int32_t>(ws_arg), stream_of(stream));
       },
-      "g-SpMM forward on device pointers (0 = null)");
+      py::arg("csr"), py::arg("plan"), py::arg("dtype"), py::arg("X"), py::arg("F"), py::arg("E"),
+      py::arg("e_width"), py::arg("eperm"), py::arg("message"), py::arg("reduce"),
+      py::arg("mask"), py::arg("Y"), py::arg("arg"), py::arg("ws_val"), py::arg("ws_arg"),
+      py::arg("stream"), "g-SpMM forward on device pointers (0 = null)");
   m.def(
       "spmm_edge_grad",
       [](std::vector<int64_t> csr, int dtype, int64_t X, int64_t F, int64_t E, int64_t e_width,
@@ -57,5 +60,8 @@ void bind_cuda_spmm(py::module_& m) {
         hopkit::cuda::spmm_edge_grad(c, dptr<const void>(dY), dptr<const int64_t>(arg),
                                      dptr<void>(dE), stream_of(stream));
       },
+      py::arg("csr"), py::arg("dtype"), py::arg("X"), py::arg("F"), py::arg("E"),
+      py::arg("e_width"), py::arg("eperm"), py::arg("message"), py::arg("reduce"), py::arg("dY"),
+      py::arg("arg"), py::arg("dE"), py::arg("stream"),
       "Edge-feature gradient of g-SpMM / SDDMM on device pointers");
 }

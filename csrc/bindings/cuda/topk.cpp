@@ -30,6 +30,10 @@ void bind_cuda_topk(py::module_& m) {
         hopkit::cuda::topk_select(c, dptr<void>(ws), stream_of(stream));
         return int64_t(0);
       },
+      py::arg("s_dtype"), py::arg("S"), py::arg("nq"), py::arg("N"), py::arg("k"), py::arg("q0"),
+      py::arg("ex_indptr"), py::arg("ex_indices"), py::arg("ex_rows"), py::arg("cand_indptr"),
+      py::arg("cand_indices"), py::arg("scores_out"), py::arg("idx_out"), py::arg("ws"),
+      py::arg("stream"),
       "Per-query top-k selection over score rows on device pointers; ws = -1 returns the "
       "workspace bytes the call needs instead of running it");
 }
