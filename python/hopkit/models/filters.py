@@ -101,6 +101,19 @@ def item_gram_block(R: CSR, RT: CSR, items) -> np.ndarray:
     return hopkit.spmm(RT, item_major(RT, items))
 
 
+def axpy(y, a, x):
+    """y += a * x in place (no temporary; through torch's threaded kernels when
+    it is installed): the filters' recurrences on [n_items, B] blocks are
+    memory-bound passes of the size of a ``P X`` product's output."""
+    try:
+        import torch
+    except ImportError:
+        y += a * x
+        return y
+    torch.from_numpy(y).add_(torch.from_numpy(x), alpha=float(a))
+    return y
+
+
 def transpose_into(out, Y):
     """out[...] = Y.T, through torch when it is installed (a blocked, threaded
     copy: 3x faster than NumPy's strided one, which cost as much as a
@@ -210,7 +223,7 @@ class TurboCF(_BlockFilter):
         for ck in c[-2::-1]:  # Horner: y <- P y + c_k X
             y = self._P(y)
             if ck:
-                y += ck * X
+                axpy(y, ck, X)
         return y
 
 
@@ -224,13 +237,17 @@ def ode_states(f, y, T, steps, solver):
     out = []
     for _ in range(steps):
         if solver == "euler":
-            y = y + h * f(y)
+            y = axpy(f(y), 1.0 / h, y)  # h (f(y) + y / h): one new array
+            y *= np.float32(h)
         else:
             k1 = f(y)
-            k2 = f(y + (h / 2) * k1)
-            k3 = f(y + (h / 2) * k2)
-            k4 = f(y + h * k3)
-            y = y + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+            k2 = f(axpy(k1 * np.float32(h / 2), 1.0, y))
+            k3 = f(axpy(k2 * np.float32(h / 2), 1.0, y))
+            k4 = f(axpy(k3 * np.float32(h), 1.0, y))
+            axpy(k1, 2.0, k2)
+            axpy(k1, 2.0, k3)
+            axpy(k1, 1.0, k4)
+            y = axpy(k1 * np.float32(h / 6), 1.0, y)
         out.append(y)
     return out
 
@@ -297,22 +314,28 @@ class BSPM(_BlockFilter):
     def _scores(self, users):
         P = self._P
         X = item_major(self.train, users)
-        blurred = ode_states(lambda y: P(y) - y, X, self.blur_time, self.blur_steps,
-                             self.blur_solver)
+        blurred = ode_states(lambda y: axpy(P(y), -1.0, y), X, self.blur_time,
+                             self.blur_steps, self.blur_solver)
         b = blurred[-1]
         ideal = None
         if self.beta > 0:  # x D^-1/2 V V^T D^1/2, item-major
             ideal = self.beta * _mm(self.right, hopkit.spmm(rows_of(self.train, users),
                                                             self.left).T)
-        y0 = b + ideal if ideal is not None and self.merge == "early" else b
-        sharpened = ode_states(lambda y: -P(y), y0, self.sharpen_time, self.sharpen_steps,
+        y0 = axpy(ideal, 1.0, b) if ideal is not None and self.merge == "early" else b
+        def minus_p(y):
+            Z = P(y)
+            return np.negative(Z, out=Z)
+
+        sharpened = ode_states(minus_p, y0, self.sharpen_time, self.sharpen_steps,
                                self.sharpen_solver)
+        out = sharpened[-1]
         if self.point_combination:
-            out = sum(blurred + sharpened) / (len(blurred) + len(sharpened))
-        else:
-            out = sharpened[-1]
+            states = blurred + sharpened
+            for st in states[:-1]:
+                axpy(out, 1.0, st)
+            out *= np.float32(1.0 / len(states))
         if ideal is not None and self.merge == "late":
-            out = out + ideal
+            axpy(out, 1.0, ideal)
         return out
 
 
@@ -388,14 +411,15 @@ class ChebyCF(_BlockFilter):
         P, c = self._P, self.coefficients.astype(np.float32)
         S = item_major(self.train, users, self._pre)
 
-        def lap(y):  # L~ y = y - 2 P y
-            return y - 2 * P(y)
-
-        prev, cur = S, lap(S)
-        out = c[0] * prev + c[1] * cur
+        # T_0 = S, T_1 = L~ S = S - 2 P S, T_k = 2 L~ T_k-1 - T_k-2 = 2 T_k-1 - 4 P T_k-1 - T_k-2
+        prev, cur = S, axpy(P(S) * np.float32(-2), 1.0, S)
+        out = axpy(S * c[0], c[1], cur)
         for k in range(2, self.order + 1):
-            prev, cur = cur, 2 * lap(cur) - prev
-            out += c[k] * cur
+            nxt = P(cur)
+            nxt *= np.float32(-4)
+            axpy(axpy(nxt, 2.0, cur), -1.0, prev)
+            prev, cur = cur, nxt
+            axpy(out, c[k], cur)
         if self.ideal is not None:
             q = hopkit.spmm(rows_of(self.train, users, self._pre), self.ideal)  # [B, eta]
             out += self.alpha * _mm(self.ideal, q.T)
