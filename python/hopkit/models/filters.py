@@ -279,7 +279,7 @@ class BSPM(_BlockFilter):
 
     def __init__(self, k=384, beta=0.3, blur_time=1.0, blur_steps=1, blur_solver="euler",
                  sharpen_time=1.2, sharpen_steps=1, sharpen_solver="euler", merge="early",
-                 point_combination=True, n_iter=4, seed=0, batch_size=256):
+                 point_combination=True, n_iter=16, seed=0, batch_size=256):
         super().__init__(batch_size)
         m = "BSPM"
         self._cfg = {
@@ -380,7 +380,7 @@ class ChebyCF(_BlockFilter):
     name = "chebycf"
     _factor_names = ("ideal",)
 
-    def __init__(self, order=8, flatness=1.5, eta=512, alpha=0.2, beta=0.4, n_iter=4, seed=0,
+    def __init__(self, order=8, flatness=1.5, eta=512, alpha=0.2, beta=0.4, n_iter=16, seed=0,
                  batch_size=256):
         super().__init__(batch_size)
         m = "ChebyCF"
