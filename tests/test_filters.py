@@ -9,12 +9,11 @@ import tracemalloc
 import hopkit
 import numpy as np
 import pytest
+from conftest import SHARED
 from hopkit.cli import main
 from hopkit.models import BSPM, EASE, MODELS, ChebyCF, ItemKNN, ModelError, TurboCF, load_model
 from hopkit.models import filters as F
 from numpy.polynomial import chebyshev
-
-from conftest import SHARED
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +187,32 @@ def test_save_load_round_trip(R, tmp_path, make):
     np.testing.assert_array_equal(i2, items)
     ev = m.evaluate(R, ks=(5,))  # train as test: every remaining item is a miss
     assert ev["recall@5"] == 0.0
+
+
+def test_family_without_torch(R, tmp_path):
+    """The models work with torch absent (its in-place and transpose helpers
+    and EASE's inverse fall back to NumPy) and give the same scores."""
+    import subprocess
+    import sys
+
+    np.savez(tmp_path / "r.npz", indptr=R.indptr, indices=R.indices)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, hopkit\n"
+        "from hopkit.models import TurboCF, BSPM, ChebyCF, ItemKNN, EASE\n"
+        f"z = np.load({str(tmp_path / 'r.npz')!r})\n"
+        f"R = hopkit.CSR(z['indptr'], z['indices'], None, {R.shape})\n"
+        "ms = [TurboCF(), BSPM(k=8), ChebyCF(eta=8), ItemKNN(k=10), EASE(reg=20.0)]\n"
+        "users = np.arange(R.shape[0])\n"
+        f"np.save({str(tmp_path / 's.npy')!r}, "
+        "np.stack([m.fit(R).score_block(users) for m in ms]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    got = np.load(tmp_path / "s.npy")
+    models = [TurboCF(), BSPM(k=8), ChebyCF(eta=8), ItemKNN(k=10), EASE(reg=20.0)]
+    for g, m in zip(got, models, strict=True):
+        close(g, m.fit(R).score_block(np.arange(R.shape[0])))
 
 
 def test_load_rejects_bad_arrays(R, tmp_path):

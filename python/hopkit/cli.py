@@ -454,8 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", formatter_class=fmt, help="train a model on a dataset and save it",
                        description="Load interactions, train LightGCN or fit a "
                                    "training-free model (GF-CF, Turbo-CF, BSPM, ChebyCF, "
-                                   "ItemKNN, EASE^R), report test metrics when a test file exists, and "
-                                   "save the model to --out (model.npz + model.json).")
+                                   "ItemKNN, EASE^R), report test metrics when a test file "
+                                   "exists, and save the model to --out (model.npz + "
+                                   "model.json).")
     s.add_argument("--data", required=True, metavar="PATH",
                    help="a data file or a directory (train.txt + test.txt, data1.txt + "
                         "test1.txt, ratings.dat, u.data or one *.inter file)")

@@ -14,6 +14,7 @@ matrix. Scores go per user block into ``hopkit.topk_scores`` /
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -101,16 +102,25 @@ def item_gram_block(R: CSR, RT: CSR, items) -> np.ndarray:
     return hopkit.spmm(RT, item_major(RT, items))
 
 
+@functools.lru_cache(maxsize=1)
+def _torch():
+    """torch when it is installed, else None (the models work without it)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def axpy(y, a, x):
     """y += a * x in place (no temporary; through torch's threaded kernels when
     it is installed): the filters' recurrences on [n_items, B] blocks are
     memory-bound passes of the size of a ``P X`` product's output."""
-    try:
-        import torch
-    except ImportError:
-        y += a * x
-        return y
-    torch.from_numpy(y).add_(torch.from_numpy(x), alpha=float(a))
+    torch = _torch()
+    if torch is None:
+        y += np.float32(a) * x
+    else:
+        torch.from_numpy(y).add_(torch.from_numpy(x), alpha=float(a))
     return y
 
 
@@ -118,12 +128,11 @@ def transpose_into(out, Y):
     """out[...] = Y.T, through torch when it is installed (a blocked, threaded
     copy: 3x faster than NumPy's strided one, which cost as much as a
     ``P X`` product on Yelp2018-sized blocks)."""
-    try:
-        import torch
-    except ImportError:
+    torch = _torch()
+    if torch is None:
         out[...] = Y.T
-        return
-    torch.from_numpy(out).copy_(torch.from_numpy(np.ascontiguousarray(Y)).T)
+    else:
+        torch.from_numpy(out).copy_(torch.from_numpy(np.ascontiguousarray(Y)).T)
 
 
 class _BlockFilter(Recommender):
@@ -531,24 +540,24 @@ class EASE(_BlockFilter):
         return super().fit(data)
 
     def _fit_arrays(self):
-        import torch
-
         R = self.train
         R1 = CSR(R.indptr, R.indices, np.ones(R.nnz, np.float32), R.shape, validate=False)
         RT = R1.T
         n = self.n_items
-        G = torch.empty((n, n), dtype=torch.float64)
+        G = np.empty((n, n), np.float64)
         for s in range(0, n, 1024):
             items = np.arange(s, min(s + 1024, n))
-            G[:, s:s + len(items)] = torch.from_numpy(item_gram_block(R1, RT, items))
-        G.diagonal().add_(self.reg)
-        L = torch.linalg.cholesky(G)
+            G[:, s:s + len(items)] = item_gram_block(R1, RT, items)
+        G[np.diag_indices(n)] += self.reg
+        torch = _torch()
+        if torch is None:
+            Q = np.linalg.inv(G)
+        else:  # Cholesky + its inverse (LAPACK through torch: threads that do not spin-wait)
+            Q = torch.cholesky_inverse(torch.linalg.cholesky(torch.from_numpy(G))).numpy()
         del G
-        Q = torch.cholesky_inverse(L)
-        del L
-        B = Q / (-Q.diagonal())[None, :]
-        B.diagonal().zero_()
-        self.B = np.ascontiguousarray(B.numpy(), dtype=np.float32)
+        Q /= -np.diag(Q).copy()[None, :]
+        Q[np.diag_indices(n)] = 0.0
+        self.B = np.ascontiguousarray(Q, dtype=np.float32)
 
     def _scores(self, users):
         return hopkit.spmm(rows_of(self.train, users), self.B)
