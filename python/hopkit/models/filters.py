@@ -330,7 +330,9 @@ class BSPM(_BlockFilter):
         if self.beta > 0:  # x D^-1/2 V V^T D^1/2, item-major
             ideal = self.beta * _mm(self.right, hopkit.spmm(rows_of(self.train, users),
                                                             self.left).T)
+        # early merge: sharpen b + beta i (built in i's array; late merge keeps i)
         y0 = axpy(ideal, 1.0, b) if ideal is not None and self.merge == "early" else b
+
         def minus_p(y):
             Z = P(y)
             return np.negative(Z, out=Z)
