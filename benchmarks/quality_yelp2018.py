@@ -1,6 +1,8 @@
 """Quality and speed on Yelp2018 (not a unit test; minutes to hours on 2 cores).
 
     python benchmarks/quality_yelp2018.py gf                  # GF-CF: fit + full evaluation
+    python benchmarks/quality_yelp2018.py filters             # Turbo-CF, BSPM, ChebyCF, ItemKNN
+    python benchmarks/quality_yelp2018.py bspm --set merge=late   # one model, hyperparameters
     python benchmarks/quality_yelp2018.py speed --batches 20  # LightGCN epoch speed vs PyG LGConv
     python benchmarks/quality_yelp2018.py lightgcn --batch-size 32768 --lr 5e-3 \\
         --decay-at 160,600,1200 --decay 0.3 --ema 0.998 --epochs 5000 \\
@@ -14,6 +16,12 @@ docs/benchmarks.md ("## recommender").
 * ``gf``: GraphFilter (GF-CF: linear filter + 0.3 x ideal low-pass, 256
   singular vectors from a randomized SVD on hopkit.spmm); wall time of fit
   and of the full evaluation.
+* ``turbo-cf``, ``bspm``, ``chebycf``, ``itemknn``, ``ease``: that model of
+  ``hopkit.models`` at its defaults, changed by ``--set NAME=VALUE``
+  (repeatable; values parsed as Python literals); fit and full-evaluation
+  wall time. ``filters`` runs Turbo-CF, BSPM (early and late merge), ChebyCF
+  and ItemKNN one after the other (EASE^R is refused on Yelp2018's 38,048
+  items at its default ``max_items``).
 * ``speed``: the same LightGCN (d=64, 3 layers, mean over layers, BPR + L2 on
   the batch's layer-0 embeddings, Adam) written several ways, trained on the same
   BPR triples with the same batch size for a fixed number of batches, timed
@@ -66,6 +74,45 @@ def run_gf(ds, args):
            "eval_s": t2 - t1, "total_s": t2 - t0}
     print(f"GraphFilter: Recall@20 {out['recall@20']:.4f}  NDCG@20 {out['ndcg@20']:.4f}  "
           f"fit {out['fit_s']:.1f} s  evaluation {out['eval_s']:.1f} s  "
+          f"total {out['total_s']:.1f} s", flush=True)
+    return out
+
+
+FILTERS = {"turbo-cf": "TurboCF", "bspm": "BSPM", "chebycf": "ChebyCF", "itemknn": "ItemKNN",
+           "ease": "EASE"}
+
+
+def parse_sets(items):
+    import ast
+
+    out = {}
+    for it in items or ():
+        name, _, value = it.partition("=")
+        try:
+            out[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[name] = value  # a bare string such as merge=late
+    return out
+
+
+def run_filter(ds, part, params):
+    import hopkit.models as hm
+
+    cls = getattr(hm, FILTERS[part])
+    t0 = time.perf_counter()
+    m = cls(**params)
+    try:
+        m.fit(ds)
+    except ValueError as e:  # EASE above max_items
+        print(f"{cls.__name__} {params}: refused: {e}", flush=True)
+        return {"model": cls.__name__, "config": m._config(), "refused": str(e)}
+    t1 = time.perf_counter()
+    res = m.evaluate(ds.test, (20,), ("recall", "ndcg"))
+    t2 = time.perf_counter()
+    out = {"model": cls.__name__, "config": m._config(), "recall@20": res["recall@20"],
+           "ndcg@20": res["ndcg@20"], "fit_s": t1 - t0, "eval_s": t2 - t1, "total_s": t2 - t0}
+    print(f"{cls.__name__} {params}: Recall@20 {out['recall@20']:.4f}  NDCG@20 "
+          f"{out['ndcg@20']:.4f}  fit {out['fit_s']:.1f} s  evaluation {out['eval_s']:.1f} s  "
           f"total {out['total_s']:.1f} s", flush=True)
     return out
 
@@ -210,7 +257,10 @@ def run_speed(ds, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("part", choices=["gf", "speed", "lightgcn", "all"], nargs="?", default="gf")
+    p.add_argument("part", choices=["gf", "speed", "lightgcn", "all", "filters", *FILTERS],
+                   nargs="?", default="gf")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="a filter model's hyperparameter (repeatable)")
     p.add_argument("--data", default=DEFAULT_DATA, help="directory with train.txt and test.txt")
     p.add_argument("--rank", type=int, default=256, help="GF-CF singular vectors")
     p.add_argument("--n-iter", type=int, default=4, help="randomized SVD power iterations")
@@ -243,6 +293,12 @@ def main(argv=None):
     results = {}
     if args.part in ("gf", "all"):
         results["gf"] = run_gf(ds, args)
+    if args.part in FILTERS:
+        results[args.part] = run_filter(ds, args.part, parse_sets(args.set))
+    if args.part == "filters":
+        results["filters"] = [run_filter(ds, part, params) for part, params in (
+            ("turbo-cf", {}), ("bspm", {}), ("bspm", {"merge": "late"}), ("chebycf", {}),
+            ("itemknn", {}))]
     if args.part in ("speed", "all"):
         results["speed"] = run_speed(ds, args)
     if args.part in ("lightgcn", "all"):

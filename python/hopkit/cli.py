@@ -221,6 +221,7 @@ def _cmd_train(args) -> int:
     from .models._base import check_save_dir
 
     check_save_dir(args.out)  # before hours of training, not after
+    fixed = _filter_model(args)  # hyperparameters checked before the data is read
     if args.model == "lightgcn":
         _require_torch("training LightGCN")
     if args.plot:
@@ -231,7 +232,10 @@ def _cmd_train(args) -> int:
     _threads(args)
     ds = _load_data(args)
     print(ds.summary())
-    if args.model == "graph-filter":
+    if fixed is not None:
+        model = fixed.fit(ds)
+        print(f"{type(model).__name__} fitted in {model.fit_time:.2f} s")
+    elif args.model == "graph-filter":
         model = GraphFilter(alpha=args.alpha, k=args.rank, seed=args.seed).fit(ds)
         print(f"GraphFilter fitted in {model.fit_time:.2f} s")
     else:
@@ -252,6 +256,45 @@ def _cmd_train(args) -> int:
         _plot(model, args.plot)
         print(f"curves written to {args.plot}")
     return 0
+
+
+FILTER_MODELS = ("turbo-cf", "bspm", "chebycf", "itemknn", "ease")
+
+
+def _filter_model(args):
+    """The training-free model of ``--model`` built from ``--set`` (None for
+    lightgcn / graph-filter); UserError naming a bad or unknown setting."""
+    import inspect
+
+    from .models import MODELS
+
+    if args.model not in FILTER_MODELS:
+        if args.set:
+            raise UserError(f"--set applies to the models {', '.join(FILTER_MODELS)}, not "
+                            f"{args.model} (use its own options)")
+        return None
+    cls = MODELS[args.model]
+    known = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    params = dict(args.set or ())
+    for name in params:
+        if name not in known:
+            raise UserError(f"--set {name}=...: {args.model} has no hyperparameter {name!r} "
+                            f"(it has {', '.join(known)})")
+    return cls(**params)  # ValueError naming the hyperparameter
+
+
+def _setting(text):
+    """--set NAME=VALUE: the value as a Python literal (1, 0.5, True, 'x') or
+    else as the bare string."""
+    import ast
+
+    name, eq, value = text.partition("=")
+    if not eq or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
 
 
 def _plot(model, path):
@@ -459,9 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_demo)
 
     s = sub.add_parser("train", formatter_class=fmt, help="train a model on a dataset and save it",
-                       description="Load interactions, train LightGCN or fit the GF-CF graph "
-                                   "filter, report test metrics when a test file exists, and "
-                                   "save the model to --out (model.npz + model.json).")
+                       description="Load interactions, train LightGCN or fit a "
+                                   "training-free model (GF-CF, Turbo-CF, BSPM, ChebyCF, "
+                                   "ItemKNN, EASE^R), report test metrics when a test file "
+                                   "exists, and save the model to --out (model.npz + "
+                                   "model.json).")
     s.add_argument("--data", required=True, metavar="PATH",
                    help="a data file or a directory (train.txt + test.txt, data1.txt + "
                         "test1.txt, ratings.dat, u.data or one *.inter file)")
@@ -473,8 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only interactions with rating >= T (implicit feedback)")
     s.add_argument("--duplicates", default="last", choices=["first", "last", "error"],
                    help="repeated (user, item) pairs: keep the first/last occurrence or fail")
-    s.add_argument("--model", default="lightgcn", choices=["lightgcn", "graph-filter"],
-                   help="which recommender to train")
+    s.add_argument("--model", default="lightgcn",
+                   choices=["lightgcn", "graph-filter", *FILTER_MODELS],
+                   help="which recommender to train (see docs/recommender.md; the "
+                        "training-free filters take --set)")
     s.add_argument("--out", required=True, metavar="DIR", help="directory to save the model to")
     s.add_argument("--epochs", type=_COUNT, default=50, help="LightGCN: maximum training epochs")
     s.add_argument("--dim", type=_COUNT, default=64, help="LightGCN: embedding size")
@@ -504,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="graph-filter: weight of the ideal low-pass filter")
     s.add_argument("--rank", type=_COUNT, default=256,
                    help="graph-filter: singular vectors in the ideal low-pass filter")
+    s.add_argument("--set", type=_setting, action="append", metavar="NAME=VALUE",
+                   help="turbo-cf, bspm, chebycf, itemknn, ease: a constructor "
+                        "hyperparameter of the model (repeatable), e.g. --set k=256 --set "
+                        "merge=late for bspm")
     s.add_argument("-k", type=_COUNT, default=20, help="cutoff of the reported test metrics")
     s.add_argument("--seed", type=_COUNT_0, default=0, help="random seed")
     s.add_argument("--plot", metavar="FILE.png",

@@ -1,12 +1,15 @@
 """Recommenders built on hopkit's kernels: LightGCN (torch, BPR), the
-training-free GF-CF graph filter, and a popularity baseline. All share
+training-free graph filters (GF-CF, Turbo-CF, BSPM, ChebyCF), the EASE^R and
+ItemKNN baselines, and a popularity baseline. All share
 ``recommend``, ``evaluate``, ``save`` / ``load`` (see ``_base.Recommender``)."""
 
 from ._base import ModelError, Recommender, load_model
+from .filters import BSPM, EASE, ChebyCF, ItemKNN, TurboCF
 from .graph_filter import GraphFilter, Popularity, randomized_svd
 from .lightgcn import LightGCN
 
-MODELS = {cls.name: cls for cls in (LightGCN, GraphFilter, Popularity)}
+MODELS = {cls.name: cls for cls in (LightGCN, GraphFilter, Popularity, TurboCF, BSPM, ChebyCF,
+                                     EASE, ItemKNN)}
 
-__all__ = ["MODELS", "GraphFilter", "LightGCN", "ModelError", "Popularity", "Recommender",
-           "load_model", "randomized_svd"]
+__all__ = ["BSPM", "EASE", "MODELS", "ChebyCF", "GraphFilter", "ItemKNN", "LightGCN",
+           "ModelError", "Popularity", "Recommender", "TurboCF", "load_model", "randomized_svd"]

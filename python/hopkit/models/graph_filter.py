@@ -47,6 +47,21 @@ def _orth(Y, passes=2, dtype=np.float64):
     return Q
 
 
+def rows_of(R: CSR, users, scale=None) -> CSR:
+    """Rows ``users`` of R as a CSR [B, n_cols] with value 1 (or ``scale[j]``
+    for column j), float32: the interaction rows a filter is applied to."""
+    users = np.asarray(users, dtype=np.int64)
+    lo, hi = R.indptr[users], R.indptr[users + 1]
+    deg = hi - lo
+    indptr = np.zeros(len(users) + 1, np.int64)
+    np.cumsum(deg, out=indptr[1:])
+    take = np.repeat(lo - indptr[:-1], deg) + np.arange(indptr[-1])
+    cols = np.asarray(R.indices)[take]
+    vals = np.ones(indptr[-1], np.float32) if scale is None else \
+        np.asarray(scale, np.float32)[cols]
+    return CSR(indptr, cols, vals, (len(users), R.shape[1]), validate=False)
+
+
 def randomized_svd(A: CSR, k, oversample=16, n_iter=4, seed=0, dtype=np.float32):
     """Top-``k`` singular values and right singular vectors of a sparse
     ``A`` (Halko et al.), every product with A or A^T through ``hopkit.spmm``.
@@ -150,15 +165,7 @@ class GraphFilter(Recommender):
 
     def _rows(self, users):
         """The binary rows of ``users`` as a CSR [B, n_items]."""
-        R = self.train
-        users = np.asarray(users, dtype=np.int64)
-        lo, hi = R.indptr[users], R.indptr[users + 1]
-        deg = hi - lo
-        indptr = np.zeros(len(users) + 1, np.int64)
-        np.cumsum(deg, out=indptr[1:])
-        take = np.repeat(lo - indptr[:-1], deg) + np.arange(indptr[-1])
-        return CSR(indptr, np.asarray(R.indices)[take], np.ones(indptr[-1], np.float32),
-                   (len(users), R.shape[1]), validate=False)
+        return rows_of(self.train, users)
 
     def _queries(self, users):
         """Ideal-filter user factors r_u D_i^-1/2 V  [B, k] (one hopkit.spmm)."""
