@@ -42,6 +42,8 @@ cases = {
     "spmm sum fwd (NumPy)": lambda: hopkit.spmm(A, X),
     "spmm sum fwd+bwd (torch)": fwd_bwd(lambda: hopkit.spmm(A, Xt)),
     "spmm max fwd+bwd (torch)": fwd_bwd(lambda: hopkit.spmm(A, Xt, "max")),
+    "propagate 3 fwd (NumPy)": lambda: hopkit.propagate(A, X, 3),
+    "propagate 3 fwd (torch)": lambda: hopkit.propagate(A, Xt.detach(), 3),
     "propagate 3 fwd+bwd (torch)": fwd_bwd(lambda: hopkit.propagate(A, Xt, 3)),
     "bpr_loss B=8192 fwd+bwd": fwd_bwd(lambda: hopkit.bpr_loss(Xt, Xt, u, p, n)),
     "topk 2048 users k=20 excl": lambda: hopkit.topk(Q, V, 20, exclude=ex),

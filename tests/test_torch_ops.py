@@ -42,10 +42,19 @@ def cases():
     for graph in (g, ge):
         for msg, red, E in ((1, 0, w), (1, 1, w), (1, 2, w), (1, 3, W), (2, 0, W), (0, 1, None),
                             (2, 2, w)):
-            yield "spmm", (*graph.args, X, E, msg, red, red >= 2, "auto")
-        yield "spmm", (*graph.args, None, W, 3, 1, False, "auto")  # edge features alone
+            yield "spmm", (*graph.args, X, E, None, msg, red, red >= 2, "auto")
+        yield "spmm", (*graph.args, None, W, None, 3, 1, False, "auto")  # edge features alone
         yield "sddmm", (*graph.args, U, X, "auto")
-        yield "propagate", (*graph.args, X, w.detach(), alpha_tensor([0.25] * 4), "auto")
+        yield "propagate", (*graph.args, X, w.detach(), None, alpha_tensor([0.25] * 4), "auto")
+    # a CSR's own values with its cached transposed values (ET): the backward reads them
+    # in the transpose's order, with no edge-id map
+    vals = torch.rand(A.nnz, dtype=torch.float64)
+    Av = hopkit.CSR(A.indptr, A.indices, vals.numpy(), A.shape)
+    gv = G.from_csr(Av)
+    ev, evt = G.values_of(Av, torch.float64), G.values_of(Av.T, torch.float64)
+    for red in (0, 1):
+        yield "spmm", (*gv.args, X, ev, evt, 1, red, False, "auto")
+    yield "propagate", (*gv.args, X, ev, evt, alpha_tensor([0.5, 0.3, 0.2]), "auto")
     yield "spmm_arg_grad_x", (*g.fwd, 12, X.detach(), w.detach(), 1, 2, U.detach(), arg, "auto")
     yield "spmm_edge_grad", (*g.fwd, 12, X.detach(), W.detach(), 1, 0, U.detach(), arg, "auto")
     Q, K, V = leaf(12, 8), leaf(12, 8, seed=4), leaf(12, 6, seed=5)
@@ -123,6 +132,10 @@ def test_spmm_double_backward(reduce):
     X, w = leaf(12, 3), leaf(A.nnz, seed=1)
     assert torch.autograd.gradgradcheck(lambda x, e: hopkit.spmm(A, x, reduce, e), (X, w))
     assert torch.autograd.gradgradcheck(lambda x: hopkit.spmm(A, x, reduce), (X,))
+    Av = hopkit.CSR(A.indptr, A.indices, np.random.default_rng(1).random(A.nnz), A.shape)
+    for M in (Av, Av.T):  # A's values, read in the transpose's order by the backward
+        Xm = leaf(M.n_cols, 3)
+        assert torch.autograd.gradgradcheck(lambda x, M=M: hopkit.spmm(M, x, reduce), (Xm,))
 
 
 def test_propagate_and_lgconv_double_backward():
@@ -131,6 +144,9 @@ def test_propagate_and_lgconv_double_backward():
     A, ei = square(2)
     X = leaf(12, 3)
     assert torch.autograd.gradgradcheck(lambda x: hopkit.propagate(A, x, 3), (X,))
+    Av = hopkit.CSR(A.indptr, A.indices, np.random.default_rng(2).random(A.nnz), A.shape)
+    for M in (Av, Av.T):
+        assert torch.autograd.gradgradcheck(lambda x, M=M: hopkit.propagate(M, x, 3), (X,))
     w = torch.rand(ei.shape[1], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda x, e: LGConv()(x, ei, e), (X, w))
 

@@ -177,7 +177,7 @@ class LightGCNPropagation(_GraphModule):
 
     def forward(self, x, adj, edge_weight=None):
         g, w = self._graph(x, adj, edge_weight)
-        return _propagate_op(*g.args, x, w, self.alpha, "auto")
+        return _propagate_op(*g.args, x, w, None, self.alpha, "auto")
 
 
 def _glorot(t):

@@ -64,6 +64,7 @@ def _setup(ctx, inputs, output):
     # Saved so that autograd detects in-place changes of the inputs or the
     # output between forward and backward (the kernels read them).
     ctx.save_for_backward(*inputs[5:8], *output)
+    ctx.mark_non_differentiable(output[1])  # the log-sum-exp
     ctx.graph, ctx.cfg = inputs[:5], inputs[8:]
 
 

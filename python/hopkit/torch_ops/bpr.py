@@ -61,6 +61,7 @@ def _(U, V, users, pos, neg, x, g, backend):
 
 def _setup(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:5], output[1])
+    ctx.mark_non_differentiable(output[1])  # the margins
     ctx.backend = inputs[5]
 
 

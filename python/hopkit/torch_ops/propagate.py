@@ -10,15 +10,16 @@ from torch import Tensor
 
 from .. import _backend
 from .graph import Graph, as_np
-from .spmm import _NP
+from .spmm import _NP, transposed, values_pair
 
 
 @torch.library.custom_op("hopkit::propagate", mutates_args=())
 def propagate(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
               t_indices: Tensor, t_eid: Tensor | None, n_cols: int, X: Tensor,
-              E: Tensor | None, alpha: Tensor, backend: str) -> Tensor:
+              E: Tensor | None, ET: Tensor | None, alpha: Tensor, backend: str) -> Tensor:
     """alpha: the L + 1 layer weights, float64 [L + 1] (a tensor, so that
-    dynamic shapes never turn them into symbolic floats)."""
+    dynamic shapes never turn them into symbolic floats). ET: as in
+    hopkit::spmm (E in the transpose's order, read by the backward)."""
     be = _backend.resolve(backend, "propagate")
     n_rows, F = indptr.shape[0] - 1, X.shape[1]
     out = np.empty((n_rows, F), dtype=_NP[X.dtype])
@@ -29,23 +30,25 @@ def propagate(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Ten
 
 
 @propagate.register_fake
-def _(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, alpha, backend):
+def _(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, ET, alpha, backend):
     return X.new_empty((indptr.shape[0] - 1, X.shape[1]))
 
 
 def _setup(ctx, inputs, output):
-    indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, _, E, alpha, backend = inputs
+    indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, _, E, ET, alpha, backend = inputs
     ctx.graph = Graph(indptr, indices, eid, t_indptr, t_indices, t_eid,
                       indptr.shape[0] - 1, n_cols)
     ctx.backend = backend
-    ctx.save_for_backward(E, alpha)
+    ctx.save_for_backward(E, ET, alpha)
 
 
 def _backward(ctx, dY):
     dX = None
     if ctx.needs_input_grad[7]:
-        dX = propagate(*ctx.graph.T.args, dY.contiguous(), *ctx.saved_tensors, ctx.backend)
-    return None, None, None, None, None, None, None, dX, None, None, None
+        E, ET, alpha = ctx.saved_tensors
+        gt, Et, ETt = transposed(ctx.graph, E, ET)
+        dX = propagate(*gt.args, dY.contiguous(), Et, ETt, alpha, ctx.backend)
+    return None, None, None, None, None, None, None, dX, None, None, None, None
 
 
 propagate.register_autograd(_backward, setup_context=_setup)
@@ -53,13 +56,14 @@ propagate.register_autograd(_backward, setup_context=_setup)
 
 def propagate_csr(A, X, E, alpha, backend):
     """hopkit.propagate's torch path: E None means A.values (or none)."""
-    from .graph import from_csr, values_of
+    from .graph import from_csr
     from .spmm import as_tensor
 
-    X, E = as_tensor(X), as_tensor(E)
+    X, E, ET = as_tensor(X), as_tensor(E), None
+    g = from_csr(A)
     if E is None:
-        E = values_of(A, X.dtype)
-    return propagate(*from_csr(A).args, X, E, alpha_tensor(alpha), backend or "auto")
+        E, ET = values_pair(A, X.dtype)
+    return propagate(*g.args, X, E, ET, alpha_tensor(alpha), backend or "auto")
 
 
 def alpha_tensor(alpha):

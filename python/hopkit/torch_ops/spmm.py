@@ -37,9 +37,12 @@ def _e_width(E, F):
 @torch.library.custom_op("hopkit::spmm", mutates_args=())
 def spmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
          t_indices: Tensor, t_eid: Tensor | None, n_cols: int, X: Tensor | None,
-         E: Tensor | None, message: int, reduce: int, want_arg: bool,
+         E: Tensor | None, ET: Tensor | None, message: int, reduce: int, want_arg: bool,
          backend: str) -> tuple[Tensor, Tensor]:
-    """(Y [n_rows, F], arg [n_rows, F] for max/min when want_arg, else [0])."""
+    """(Y [n_rows, F], arg [n_rows, F] for max/min when want_arg, else [0]).
+    ET: optionally E already in the transposed side's stored order (a CSR's
+    cached transposed values), so that the backward reads it directly
+    instead of through t_eid; only for constant E (see transposed())."""
     be = _backend.resolve(backend, "spmm")
     n_rows = indptr.shape[0] - 1
     F = _width(X, E)
@@ -53,7 +56,7 @@ def spmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
 
 
 @spmm.register_fake
-def _(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, message, reduce,
+def _(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, ET, message, reduce,
       want_arg, backend):
     ref = X if X is not None else E
     n_rows = indptr.shape[0] - 1
@@ -70,20 +73,35 @@ def _mean_scaled(indptr, dY, reduce):
     return dY * torch.where(deg > 0, 1.0 / deg.clamp(min=1), torch.zeros_like(deg))[:, None]
 
 
+def transposed(g: Graph, E, ET):
+    """(graph, E, ET) of the transposed side: with ET (E in the transpose's
+    stored order) that side reads it with no edge-id map, and its own
+    transpose reads E the same way (so this needs g.eid None: E in g's stored
+    order, as for a hopkit.CSR's values)."""
+    if ET is None:
+        return g.T, E, None
+    return Graph(g.t_indptr, g.t_indices, None, g.indptr, g.indices, None, g.n_cols,
+                 g.n_rows), ET, E
+
+
 def _spmm_setup(ctx, inputs, output):
-    (indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, message, reduce, _,
+    (indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, ET, message, reduce, _,
      backend) = inputs
     ctx.graph = Graph(indptr, indices, eid, t_indptr, t_indices, t_eid,
                       indptr.shape[0] - 1, n_cols)
     ctx.cfg = (message, reduce, backend)
-    ctx.save_for_backward(X, E, output[1])
+    ctx.save_for_backward(X, E, ET, output[1])
+    ctx.mark_non_differentiable(output[1])  # the arg: autograd allocates no zeros for it
+    ctx.set_materialize_grads(False)
 
 
 def _spmm_backward(ctx, dY, _darg):
     g, (message, reduce, backend) = ctx.graph, ctx.cfg
-    X, E, arg = ctx.saved_tensors
+    X, E, ET, arg = ctx.saved_tensors
     need_x, need_e = ctx.needs_input_grad[7], ctx.needs_input_grad[8]
     dX = dE = None
+    if dY is None:  # Y took no part in the loss
+        return (None,) * 14
     dY = dY.contiguous()
     if need_x and message != EDGE:
         if reduce >= 2:
@@ -91,8 +109,8 @@ def _spmm_backward(ctx, dY, _darg):
                                                   message=message, reduce=reduce, dY=dY,
                                                   arg=arg, backend=backend)
         else:
-            Et = E if message == MUL else None
-            dX = spmm(*g.T.args, _mean_scaled(g.indptr, dY, reduce), Et,
+            gt, Et, ETt = transposed(g, E, ET) if message == MUL else (g.T, None, None)
+            dX = spmm(*gt.args, _mean_scaled(g.indptr, dY, reduce), Et, ETt,
                       MUL if Et is not None else COPY, SUM, False, backend)[0]
     if need_e:
         Z = _mean_scaled(g.indptr, dY, reduce) if reduce < 2 else dY
@@ -102,7 +120,7 @@ def _spmm_backward(ctx, dY, _darg):
             dE = torch.ops.hopkit.spmm_edge_grad(*g.fwd, n_cols=g.n_cols, X=X, E=E,
                                                  message=message, reduce=reduce, dY=Z,
                                                  arg=arg, backend=backend)
-    return None, None, None, None, None, None, None, dX, dE, None, None, None, None
+    return None, None, None, None, None, None, None, dX, dE, None, None, None, None, None
 
 
 spmm.register_autograd(_spmm_backward, setup_context=_spmm_setup)
@@ -179,9 +197,9 @@ def _sddmm_backward(ctx, g):
     g = g.contiguous()
     dU = dV = None
     if ctx.needs_input_grad[7]:  # dU = A_g V
-        dU = spmm(*G.args, V, g, MUL, SUM, False, be)[0]
+        dU = spmm(*G.args, V, g, None, MUL, SUM, False, be)[0]
     if ctx.needs_input_grad[8]:  # dV = A_g^T U
-        dV = spmm(*G.T.args, U, g, MUL, SUM, False, be)[0]
+        dV = spmm(*G.T.args, U, g, None, MUL, SUM, False, be)[0]
     return None, None, None, None, None, None, None, dU, dV, None
 
 
@@ -193,13 +211,13 @@ def as_tensor(x):
     return x if x is None or isinstance(x, Tensor) else torch.from_numpy(x)
 
 
-def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend):
+def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend, ET=None):
     """(Y, arg or None) on validated inputs. The max/min arg is computed only
     when asked for or needed by a backward pass."""
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (X, E))
     keep = reduce >= 2 and (want_arg or needs_grad)
-    Y, arg = spmm(*g.args, X, E, message, reduce, keep, backend or "auto")
+    Y, arg = spmm(*g.args, X, E, ET, message, reduce, keep, backend or "auto")
     return Y, (arg if want_arg else None)
 
 
@@ -207,10 +225,19 @@ def spmm_csr(A, X, E, e_width, message, reduce, want_arg, backend):
     """hopkit.spmm's torch path: E None with e_width 1 means A.values."""
     from .graph import from_csr, values_of
 
-    X, E = as_tensor(X), as_tensor(E)
+    X, E, ET = as_tensor(X), as_tensor(E), None
+    g = from_csr(A)
     if E is None and e_width:
-        E = values_of(A, X.dtype)
-    return spmm_graph(from_csr(A), X, E, message, reduce, want_arg, backend)
+        E, ET = values_pair(A, X.dtype)
+    return spmm_graph(g, X, E, message, reduce, want_arg, backend, ET)
+
+
+def values_pair(A, dtype):
+    """(A.values, A.T.values) as tensors; the second only when the transpose
+    is cached (else None: the backward then reads A.values through the perm)."""
+    from .graph import values_of
+
+    return values_of(A, dtype), (values_of(A.T, dtype) if "T" in A._cache else None)
 
 
 def sddmm_csr(A, U, V, scale, backend):
