@@ -28,19 +28,24 @@ from .ops import (
     topk,
     topk_scores,
 )
+from .ops.evaluate import Comparison, PairedTest, compare, popularity_groups
 
 __all__ = [
     "CSR",
+    "Comparison",
     "ItemIndex",
+    "PairedTest",
     "__version__",
     "as_csr",
     "attention_aggregate",
     "bipartite_adjacency",
     "bpr_loss",
     "bpr_triples",
+    "compare",
     "config",
     "evaluate",
     "get_num_threads",
+    "popularity_groups",
     "propagate",
     "sample_negatives",
     "sddmm",
