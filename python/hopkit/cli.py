@@ -339,11 +339,26 @@ def _cmd_evaluate(args) -> int:
         raise UserError(f"{args.data}: no test interaction names a user and an item known to "
                         f"the model in {args.model}")
     test = CSR.from_coo(ru[ok], ci[ok], shape=model.train.shape)
-    m = model.evaluate(test, tuple(args.k), ("recall", "ndcg", "precision", "hit_rate", "map"))
+    from .ops.evaluate import popularity_groups
+
+    n_groups = args.popularity_groups
+    groups = popularity_groups(model.train, n_groups) if n_groups else None
+    m = model.evaluate(test, tuple(args.k), ("recall", "ndcg", "precision", "hit_rate", "map",
+                                             "coverage", "avg_popularity", "gini", "novelty"),
+                       groups=groups)
     print(f"{model.name} model from {args.model} on {t.nnz} test interactions"
           + (f" ({int((~ok).sum())} skipped: user or item unknown to the model)"
              if (~ok).any() else ""))
-    print(_table(["metric", "value"], [(k, f"{v:.4f}") for k, v in m.items()]))
+    rows = []
+    for k, v in m.items():
+        if np.ndim(v):  # exposure share per popularity group
+            rows += [(f"{k}[pop group {g}]", f"{x:.4f}") for g, x in enumerate(v)]
+        else:
+            rows.append((k, f"{v:.4f}"))
+    print(_table(["metric", "value"], rows))
+    if n_groups:
+        print(f"exposure: share of recommended slots per training-popularity group (items in "
+              f"{n_groups} equal groups, 0 = least popular)")
     return 0
 
 
@@ -566,7 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", formatter_class=fmt, help="evaluate a saved model on test data",
                        description="Recall, NDCG, precision, hit rate and MAP at k of a saved "
-                                   "model on the test interactions of --data (ids are matched "
+                                   "model on the test interactions of --data, and item "
+                                   "coverage, average popularity, Gini index, novelty and "
+                                   "exposure per popularity group (ids are matched "
                                    "to the model's; unknown users/items are skipped and "
                                    "counted). Training items are excluded from the ranking.")
     s.add_argument("--model", required=True, metavar="DIR", help="a directory written by train")
@@ -577,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["auto", "lightgcn", "csv", "movielens", "recbole"],
                    help="input format")
     s.add_argument("-k", type=_COUNT, nargs="+", default=[20], help="metric cutoffs")
+    s.add_argument("--popularity-groups", type=_COUNT_0, default=10, metavar="N",
+                   help="report the share of exposure per training-popularity group, items "
+                        "cut into N equal groups (0: not reported)")
     reading(s)
     threads(s)
     s.set_defaults(fn=_cmd_evaluate)

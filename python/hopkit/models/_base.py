@@ -220,21 +220,24 @@ class Recommender:
             sc[cold], ix[cold] = psc[0], pix[0]
         return (self._original_items(ix) if original_ids else ix), sc, cold
 
-    def evaluate(self, test, ks=(20,), metrics=("recall", "ndcg"), batch_size=None):
+    def evaluate(self, test, ks=(20,), metrics=("recall", "ndcg"), batch_size=None, *,
+                 groups=None, return_per_user=False):
         """Metrics on a users x items test CSR (rows aligned with training),
-        excluding training items: ``hopkit.evaluate``."""
+        excluding training items: ``hopkit.evaluate`` (beyond-accuracy
+        metrics, ``groups`` and ``return_per_user`` as there)."""
         self._check_fitted("evaluate")
         test = test.test if isinstance(test, Dataset) else test
         if test is None or test.shape != self.train.shape:
             raise ValueError(f"evaluate: test must be a CSR of shape {self.train.shape}, got "
                              f"{None if test is None else test.shape}")
+        kw = dict(ks=tuple(ks), metrics=tuple(metrics), groups=groups,
+                  return_per_user=return_per_user)
         emb = self.embeddings()
         if emb is not None:
-            return hopkit.evaluate(emb[0], emb[1], self.train, test, ks=tuple(ks),
-                                   metrics=tuple(metrics), batch_size=batch_size)
+            return hopkit.evaluate(emb[0], emb[1], self.train, test, batch_size=batch_size, **kw)
         # dense score blocks: bound them (batch x n_items floats)
-        return hopkit.evaluate(None, None, self.train, test, ks=tuple(ks), metrics=tuple(metrics),
-                               batch_size=batch_size or 1024, score_fn=self.score_block)
+        return hopkit.evaluate(None, None, self.train, test, batch_size=batch_size or 1024,
+                               score_fn=self.score_block, **kw)
 
     # ---------------------------------------------------------------- persistence
     def _config(self) -> dict:
