@@ -223,7 +223,7 @@ def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend, ET=None):
 
 def spmm_csr(A, X, E, e_width, message, reduce, want_arg, backend):
     """hopkit.spmm's torch path: E None with e_width 1 means A.values."""
-    from .graph import from_csr, values_of
+    from .graph import from_csr
 
     X, E, ET = as_tensor(X), as_tensor(E), None
     g = from_csr(A)
