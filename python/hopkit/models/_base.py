@@ -303,7 +303,9 @@ class Recommender:
             # the added pairs (rows in the new index), sorted, de-duplicated
             key = ur.astype(np.int64) * shape[1] + ir
             okey = old.row_ids().astype(np.int64) * shape[1] + np.asarray(old.indices)
-            key = np.setdiff1d(key, okey)
+            key = np.unique(key)  # okey is ascending (rows in order, sorted columns)
+            p = np.minimum(np.searchsorted(okey, key), max(len(okey) - 1, 0))
+            key = key[~(okey[p] == key)] if len(okey) else key
             state = self._update_state()
             self.train = R
             self.user_ids = _append_ids(self.user_ids, new_u)
