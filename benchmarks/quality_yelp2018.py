@@ -33,6 +33,12 @@ docs/benchmarks.md ("## recommender").
   weights precomputed (``LGConv(normalize=False)`` + ``edge_weight``, PyG's
   fastest form). The epoch time is the median batch time x batches per epoch
   plus sampling.
+* ``partial``: incremental updates (docs/recommender.md): 1% of the
+  training pairs (seeded) held back, each model (``--models``, default
+  graph-filter,turbo-cf) fitted on the rest, the held-back pairs added by
+  ``partial_fit``, against a full refit on all of them: update and refit
+  wall times, Recall@20 / NDCG@20 of both, and the relative difference of
+  their scores on 1,024 sampled users.
 * ``lightgcn``: trains hopkit's LightGCN and prints the test curve every
   ``--eval-every`` epochs until ``--epochs`` or ``--budget-min``; ``--lr``
   with step decays (``--decay-at``, ``--decay``), ``--reg``, ``--batch-size``,
@@ -114,6 +120,43 @@ def run_filter(ds, part, params):
     print(f"{cls.__name__} {params}: Recall@20 {out['recall@20']:.4f}  NDCG@20 "
           f"{out['ndcg@20']:.4f}  fit {out['fit_s']:.1f} s  evaluation {out['eval_s']:.1f} s  "
           f"total {out['total_s']:.1f} s", flush=True)
+    return out
+
+
+def run_partial(ds, args):
+    import hopkit.models as hm
+    from hopkit.csr import CSR
+
+    R = ds.train
+    rng = np.random.default_rng(0)
+    hold = rng.random(R.nnz) < args.hold
+    u, i = R.row_ids(), np.asarray(R.indices)
+    R0 = CSR.from_coo(u[~hold], i[~hold], None, shape=R.shape)
+    pairs = (np.asarray(ds.user_ids)[u[hold]], np.asarray(ds.item_ids)[i[hold]])
+    sample = np.sort(rng.choice(R.shape[0], 1024, replace=False))
+    print(f"held back {int(hold.sum())} of {R.nnz} training pairs", flush=True)
+    classes = {"graph-filter": hm.GraphFilter, "turbo-cf": hm.TurboCF, "itemknn": hm.ItemKNN,
+               "bspm": hm.BSPM, "chebycf": hm.ChebyCF}
+    out = []
+    for name in args.models.split(","):
+        cls = classes[name]
+        base = cls().fit(R0)
+        t0 = time.perf_counter()
+        base.partial_fit(pairs)
+        t_upd = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        full = cls().fit(R)
+        t_fit = time.perf_counter() - t0
+        Sa, Sb = base.score_block(sample), full.score_block(sample)
+        rel = float(np.linalg.norm(Sa - Sb) / np.linalg.norm(Sb))
+        qa = base.evaluate(ds.test, (20,), ("recall", "ndcg"))
+        qb = full.evaluate(ds.test, (20,), ("recall", "ndcg"))
+        rec = {"model": name, "update_s": t_upd, "refit_s": t_fit, "score_rel_diff": rel,
+               "partial": qa, "refit": qb, "last_update": base.last_update}
+        print(f"{name}: partial_fit {t_upd:.2f} s (R@20 {qa['recall@20']:.4f} N@20 "
+              f"{qa['ndcg@20']:.4f}) vs refit {t_fit:.2f} s (R@20 {qb['recall@20']:.4f} "
+              f"N@20 {qb['ndcg@20']:.4f}); score rel. diff {rel:.2e}", flush=True)
+        out.append(rec)
     return out
 
 
@@ -257,7 +300,8 @@ def run_speed(ds, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("part", choices=["gf", "speed", "lightgcn", "all", "filters", *FILTERS],
+    p.add_argument("part", choices=["gf", "speed", "lightgcn", "all", "filters", "partial",
+                                     *FILTERS],
                    nargs="?", default="gf")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="a filter model's hyperparameter (repeatable)")
@@ -281,6 +325,9 @@ def main(argv=None):
     p.add_argument("--decay-at", default="", help="lightgcn: epochs (comma separated) after "
                    "which the learning rate is multiplied by --decay")
     p.add_argument("--decay", type=float, default=0.2, help="lightgcn: learning-rate factor")
+    p.add_argument("--models", default="graph-filter,turbo-cf",
+                   help="partial: comma-separated models")
+    p.add_argument("--hold", type=float, default=0.01, help="partial: fraction held back")
     p.add_argument("--json", help="append the results as one JSON line to this file")
     args = p.parse_args(argv)
     if not os.path.isdir(args.data):
@@ -299,6 +346,8 @@ def main(argv=None):
         results["filters"] = [run_filter(ds, part, params) for part, params in (
             ("turbo-cf", {}), ("bspm", {}), ("bspm", {"merge": "late"}), ("chebycf", {}),
             ("itemknn", {}))]
+    if args.part == "partial":
+        results["partial"] = run_partial(ds, args)
     if args.part in ("speed", "all"):
         results["speed"] = run_speed(ds, args)
     if args.part in ("lightgcn", "all"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import zipfile
 import zlib
 
@@ -238,6 +239,104 @@ class Recommender:
         # dense score blocks: bound them (batch x n_items floats)
         return hopkit.evaluate(None, None, self.train, test, batch_size=batch_size or 1024,
                                score_fn=self.score_block, **kw)
+
+    # ---------------------------------------------------------------- incremental
+    def partial_fit(self, new_interactions, new_ids="add", **options):
+        """Add interactions to a fitted model without a refit (docs/recommender.md,
+        "Incremental updates").
+
+        ``new_interactions`` are in the data's original ids, as ``fit`` takes
+        data: a pair ``(users, items)`` of equal-length id sequences, an array
+        [n, 2] of (user, item) rows, a ``Dataset`` (its ``train``, through its
+        id maps) or a CSR (row r / column c are ids r / c, as ``fit(csr)``
+        names them). Ids the model has not seen are new users / items,
+        appended after the existing rows / columns in sorted id order
+        (``new_ids="add"``); ``new_ids="error"`` refuses them (ValueError
+        naming them), ``"skip"`` drops their pairs. Pairs already in the
+        training data, or repeated in the update, count once (the data is
+        binary); an empty update, or one of repeated pairs only, leaves the
+        model unchanged. ``options`` go to the model's update (GraphFilter /
+        BSPM / ChebyCF: ``n_iter``; LightGCN: ``steps``, ``lr``,
+        ``batch_size``). Returns ``self``; ``self.last_update`` says what was
+        added (pairs, duplicates, skipped, new users, new items, seconds).
+
+        ValueError naming ``new_interactions`` for ids of the wrong type
+        (strings for a model with integer ids or the reverse, non-integral
+        numbers, negative integers) or a malformed argument."""
+        self._check_fitted("partial_fit")
+        if new_ids not in ("add", "error", "skip"):
+            raise ValueError(f"partial_fit: new_ids must be 'add', 'error' or 'skip', got "
+                             f"{new_ids!r}")
+        t0 = time.perf_counter()
+        options = self._partial_options(**options)
+        users, items = _update_pairs(new_interactions)
+        uq = _update_ids(users, self.user_ids, "user")
+        iq = _update_ids(items, self.item_ids, "item")
+        ur, ir = _positions(self.user_ids, uq), _positions(self.item_ids, iq)
+        unknown = (ur < 0) | (ir < 0)
+        skipped = 0
+        if unknown.any() and new_ids == "error":
+            bad = sorted(set(uq[ur < 0].tolist()))[:5], sorted(set(iq[ir < 0].tolist()))[:5]
+            raise ValueError(f"partial_fit: new_interactions name ids the model has not seen "
+                             f"(users {bad[0]}, items {bad[1]}) and new_ids='error'")
+        if unknown.any() and new_ids == "skip":
+            skipped = int(unknown.sum())
+            uq, iq, ur, ir = uq[~unknown], iq[~unknown], ur[~unknown], ir[~unknown]
+        new_u = np.unique(uq[ur < 0])
+        new_i = np.unique(iq[ir < 0])
+        n_u0, n_i0 = self.n_users, self.n_items
+        ur = ur.copy()
+        ir = ir.copy()
+        ur[ur < 0] = n_u0 + np.searchsorted(new_u, uq[ur < 0])
+        ir[ir < 0] = n_i0 + np.searchsorted(new_i, iq[ir < 0])
+        shape = (n_u0 + len(new_u), n_i0 + len(new_i))
+        old = self.train
+        if len(ur):
+            R = CSR.from_coo(np.concatenate([old.row_ids(), ur]).astype(np.int64),
+                             np.concatenate([np.asarray(old.indices), ir]).astype(np.int64),
+                             None, shape=shape)
+        else:
+            R = old
+        added = R.nnz - old.nnz
+        info = {"pairs": int(len(users)), "added": int(added),
+                "duplicates": int(len(ur) - added), "skipped": skipped,
+                "new_users": int(len(new_u)), "new_items": int(len(new_i)), "seconds": 0.0}
+        if added:
+            self._check_update(shape)
+            # the added pairs (rows in the new index), sorted, de-duplicated
+            key = ur.astype(np.int64) * shape[1] + ir
+            okey = old.row_ids().astype(np.int64) * shape[1] + np.asarray(old.indices)
+            key = np.unique(key)  # okey is ascending (rows in order, sorted columns)
+            p = np.minimum(np.searchsorted(okey, key), max(len(okey) - 1, 0))
+            key = key[~(okey[p] == key)] if len(okey) else key
+            state = self._update_state()
+            self.train = R
+            self.user_ids = _append_ids(self.user_ids, new_u)
+            self.item_ids = _append_ids(self.item_ids, new_i)
+            self._partial_update(old, key // shape[1], key % shape[1], state, **options)
+        info["seconds"] = time.perf_counter() - t0
+        self.last_update = info
+        return self
+
+    def _check_update(self, shape):
+        """Refuse an update to ``shape`` before anything changes (EASE's limit)."""
+
+    def _update_state(self):
+        """What the update needs from the model before train changes."""
+        return None
+
+    def _partial_options(self, **options):
+        """The update's options, checked (ValueError / TypeError)."""
+        if options:
+            raise TypeError(f"{type(self).__name__}.partial_fit: unexpected option(s) "
+                            f"{sorted(options)}")
+        return {}
+
+    def _partial_update(self, old_train, users, items, state, **options):
+        """Update the model for ``self.train`` = ``old_train`` + the pairs
+        (``users``, ``items``) (rows / columns in the new index)."""
+        raise NotImplementedError(f"{type(self).__name__}.partial_fit is not implemented; "
+                                  "call fit() on the union of the data")
 
     # ---------------------------------------------------------------- persistence
     def _config(self) -> dict:
@@ -474,3 +573,86 @@ def load_model(path):
         raise ModelError(f"{path}: unknown model type {meta['model']!r} (known: "
                          f"{sorted(MODELS)})")
     return cls.load(path)
+
+
+# ---------------------------------------------------------------- partial_fit helpers
+def _update_pairs(new):
+    """(users, items) arrays of original ids from ``partial_fit``'s argument."""
+    if isinstance(new, Dataset):
+        R = new.train
+        return (np.asarray(new.user_ids)[R.row_ids()], np.asarray(new.item_ids)[
+            np.asarray(R.indices)])
+    if isinstance(new, CSR) or hasattr(new, "tocsr"):
+        R = new if isinstance(new, CSR) else hopkit.as_csr(new, "partial_fit")
+        return R.row_ids().astype(np.int64), np.asarray(R.indices).astype(np.int64)
+    if isinstance(new, tuple) and len(new) == 2:
+        u, i = np.asarray(new[0]).reshape(-1), np.asarray(new[1]).reshape(-1)
+        if len(u) != len(i):
+            raise ValueError(f"partial_fit: new_interactions (users, items) must have equal "
+                             f"lengths, got {len(u)} and {len(i)}")
+        return u, i
+    try:
+        a = np.asarray(new)
+    except (ValueError, TypeError):
+        a = None
+    if a is None or a.dtype == object and a.ndim != 2:
+        raise ValueError("partial_fit: new_interactions must be (users, items), an array "
+                         "[n, 2] of (user, item) ids, a Dataset or a CSR, got "
+                         f"{type(new).__name__}")
+    if a.size == 0:
+        return a.reshape(-1)[:0], a.reshape(-1)[:0]
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"partial_fit: new_interactions as an array must have shape [n, 2] "
+                         f"(user, item), got shape {a.shape}")
+    return a[:, 0], a[:, 1]
+
+
+def _update_ids(q, ids, what):
+    """``q`` as ids of the model's kind (int64 or str); ValueError otherwise."""
+    ids = np.asarray(ids)
+    q = np.asarray(q)
+    integer_model = ids.dtype.kind in "iu" or (len(ids) == 0 and q.dtype.kind in "iuf")
+    if len(q) == 0:
+        return q.astype(np.int64 if integer_model else str)
+    if integer_model:
+        if q.dtype.kind == "f":
+            if not np.all(np.isfinite(q)) or not np.all(q == np.round(q)):
+                raise ValueError(f"partial_fit: new_interactions has non-integral {what} ids "
+                                 f"(e.g. {q[~np.isfinite(q) | (q != np.round(q))][:3].tolist()})"
+                                 f"; this model's {what} ids are integers")
+            q = q.astype(np.int64)
+        elif q.dtype.kind == "b" or q.dtype.kind not in "iu":
+            raise ValueError(f"partial_fit: new_interactions has {what} ids of type "
+                             f"{q.dtype} (e.g. {q[:3].tolist()}); this model's {what} ids are "
+                             "integers")
+        q = q.astype(np.int64)
+        if (q < 0).any() and (len(ids) == 0 or ids.min() >= 0):
+            raise ValueError(f"partial_fit: new_interactions has negative {what} ids "
+                             f"{q[q < 0][:5].tolist()}; ids lie in [0, inf)")
+        return q
+    if q.dtype.kind not in "USO" or (q.dtype.kind == "O" and not all(
+            isinstance(x, str) for x in q.tolist())):
+        raise ValueError(f"partial_fit: new_interactions has {what} ids of type {q.dtype} "
+                         f"(e.g. {q[:3].tolist()}); this model's {what} ids are strings")
+    return q.astype(str)
+
+
+def _positions(ids, q):
+    """Index of each ``q`` in ``ids``, -1 where absent."""
+    ids = np.asarray(ids)
+    if len(q) == 0 or len(ids) == 0:
+        return np.full(len(q), -1, np.int64)
+    if ids.dtype.kind not in "iu":
+        ids = ids.astype(str)
+    order = np.argsort(ids, kind="stable")
+    p = np.minimum(np.searchsorted(ids[order], q), len(ids) - 1)
+    return np.where(ids[order][p] == q, order[p], -1).astype(np.int64)
+
+
+def _append_ids(ids, new):
+    ids = np.asarray(ids)
+    if len(new) == 0:
+        return ids
+    if ids.dtype.kind in "iu":
+        return np.concatenate([ids.astype(np.int64), np.asarray(new, np.int64)])
+    return np.concatenate([ids.astype(str), np.asarray(new, str)])

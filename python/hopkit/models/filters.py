@@ -27,6 +27,10 @@ from ._base import ModelError, Recommender
 from .graph_filter import _mm, randomized_svd, rows_of
 
 
+def _iters(model, n_iter):
+    return {"n_iter": _integer(model, "n_iter", n_iter, 0)}
+
+
 # ---------------------------------------------------------------- checks
 def _number(model, name, v, lo=0.0, hi=math.inf, lo_open=False):
     ok = not isinstance(v, bool) and isinstance(v, (int, float, np.number)) and \
@@ -163,6 +167,24 @@ class _BlockFilter(Recommender):
 
     def _fit_arrays(self):
         pass
+
+    # ---------------------------------------------------------------- partial_fit
+    def _partial_update(self, old_train, users, items, state, **options):
+        """Default: the operators (degrees, normalised R) rebuilt from the
+        union as fit builds them, then ``_update_arrays``."""
+        self._prepare()
+        self._update_arrays(old_train, users, items, **options)
+
+    def _update_arrays(self, old_train, users, items, **options):
+        self._fit_arrays()
+
+    def _warm_vectors(self, V_old, old_train, n_iter):
+        """Top-k right singular vectors of the new R~ by a randomized SVD
+        warm-started from the old ones (rows of new items zero)."""
+        V0 = np.zeros((self.n_items, V_old.shape[1]), np.float32)
+        V0[:len(V_old)] = V_old
+        return np.asarray(randomized_svd(self._P.Rn, V_old.shape[1], n_iter=n_iter,
+                                         seed=self.seed + 1, init=V0)[1], np.float64)
 
     def score_block(self, users) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
@@ -320,6 +342,17 @@ class BSPM(_BlockFilter):
             self.right = np.ascontiguousarray(
                 V * degree_power(item_degree(self.train), 0.5)[:, None], dtype=np.float32)
 
+    def _partial_options(self, n_iter=2):
+        return _iters("BSPM.partial_fit", n_iter)
+
+    def _update_arrays(self, old_train, users, items, n_iter=2):
+        if self.beta > 0:  # left = D_i^-1/2 V (old degrees): V back, warm-started SVD
+            V_old = self.left * degree_power(item_degree(old_train), 0.5)[:, None]
+            V = self._warm_vectors(V_old, old_train, n_iter)
+            deg = item_degree(self.train)
+            self.left = np.ascontiguousarray(V * degree_power(deg, -0.5)[:, None], np.float32)
+            self.right = np.ascontiguousarray(V * degree_power(deg, 0.5)[:, None], np.float32)
+
     def _scores(self, users):
         P = self._P
         X = item_major(self.train, users)
@@ -418,6 +451,14 @@ class ChebyCF(_BlockFilter):
             V = top_singular_vectors(self._P.Rn, self.eta, self.n_iter, self.seed)
             self.ideal = np.ascontiguousarray(V, dtype=np.float32)
 
+    def _partial_options(self, n_iter=2):
+        return _iters("ChebyCF.partial_fit", n_iter)
+
+    def _update_arrays(self, old_train, users, items, n_iter=2):
+        if self.ideal is not None:
+            self.ideal = np.ascontiguousarray(
+                self._warm_vectors(self.ideal, old_train, n_iter), np.float32)
+
     def _scores(self, users):
         P, c = self._P, self.coefficients.astype(np.float32)
         S = item_major(self.train, users, self._pre)
@@ -461,6 +502,13 @@ class ItemKNN(_BlockFilter):
         self.WT = None  # CSR [n_items, n_items]: row j = the neighbours i of item j
 
     def _fit_arrays(self):
+        rows, cols, vals = self._neighbours(np.arange(self.n_items))
+        n = self.n_items
+        self.WT = CSR.from_coo(rows, cols, vals, shape=(n, n))
+
+    def _neighbours(self, targets):
+        """(rows, cols, values) of the neighbour lists of items ``targets``
+        (sorted), computed in blocks of ``block_size`` items."""
         R = self.train
         R1 = CSR(R.indptr, R.indices, np.ones(R.nnz, np.float32), R.shape, validate=False)
         RT = R1.T
@@ -468,8 +516,8 @@ class ItemKNN(_BlockFilter):
         norm = np.sqrt(item_degree(R)).astype(np.float32)
         k = min(self.k, n)
         rows, cols, vals = [], [], []
-        for s in range(0, n, self.block_size):
-            items = np.arange(s, min(s + self.block_size, n))
+        for s in range(0, len(targets), self.block_size):
+            items = np.asarray(targets[s:s + self.block_size], np.int64)
             G = item_gram_block(R1, RT, items)  # [n, b]
             G /= norm[:, None] * norm[items][None, :] + np.float32(self.shrink + 1e-6)
             G[items, np.arange(len(items))] = 0.0
@@ -480,8 +528,31 @@ class ItemKNN(_BlockFilter):
             cols.append(ix[keep])
             vals.append(sc[keep])
         cat = (lambda a, dt: np.concatenate(a).astype(dt) if a else np.zeros(0, dt))
-        self.WT = CSR.from_coo(cat(rows, np.int64), cat(cols, np.int64),
-                               cat(vals, np.float32), shape=(n, n))
+        return cat(rows, np.int64), cat(cols, np.int64), cat(vals, np.float32)
+
+    def touched_items(self, old_train, items):
+        """Items whose neighbour list an update with new pairs on ``items``
+        can change: sim(i, j) changes only if i or j gained an interaction
+        (its degree or a co-occurrence changed), so the lists of those items
+        J and of every item co-occurring with one of them after the update
+        (the items of the users of J)."""
+        J = np.unique(items)
+        users = np.unique(np.asarray(rows_of(self.train.T, J).indices))
+        co = np.asarray(rows_of(self.train, users).indices)
+        return np.union1d(J, co)
+
+    def _update_arrays(self, old_train, users, items):
+        n = self.n_items
+        T = self.touched_items(old_train, items)
+        W = self.WT
+        r0 = W.row_ids()
+        keep = ~np.isin(r0, T)
+        rows, cols, vals = self._neighbours(T)
+        self.WT = CSR.from_coo(np.concatenate([r0[keep], rows]),
+                               np.concatenate([np.asarray(W.indices)[keep], cols]),
+                               np.concatenate([np.asarray(W.values)[keep], vals]),
+                               shape=(n, n))
+        self.last_touched = len(T)
 
     def _scores(self, users):
         return hopkit.spmm(self.WT, item_major(self.train, users))
@@ -540,6 +611,12 @@ class EASE(_BlockFilter):
                 "max_items if the machine has the memory, or use ItemKNN or a graph filter "
                 "(matrix-free)")
         return super().fit(data)
+
+    def _check_update(self, shape):
+        if shape[1] > self.max_items:
+            raise ValueError(f"EASE.partial_fit: the update makes {shape[1]} items, above "
+                             f"max_items={self.max_items} (the closed form inverts a dense "
+                             "item-item matrix); the model is unchanged")
 
     def _fit_arrays(self):
         R = self.train

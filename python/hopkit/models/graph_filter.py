@@ -62,12 +62,18 @@ def rows_of(R: CSR, users, scale=None) -> CSR:
     return CSR(indptr, cols, vals, (len(users), R.shape[1]), validate=False)
 
 
-def randomized_svd(A: CSR, k, oversample=16, n_iter=4, seed=0, dtype=np.float32):
+def randomized_svd(A: CSR, k, oversample=16, n_iter=4, seed=0, dtype=np.float32, init=None):
     """Top-``k`` singular values and right singular vectors of a sparse
     ``A`` (Halko et al.), every product with A or A^T through ``hopkit.spmm``.
     Returns ``(s [k], V [n, k])`` with ``A V ~ U diag(s)``; ``n_iter`` power
     iterations with re-orthonormalisation make the leading subspace accurate
-    for the slowly decaying spectra of interaction graphs."""
+    for the slowly decaying spectra of interaction graphs.
+
+    ``init`` [n, r] warm-starts the subspace iteration (``partial_fit``): the
+    start block is ``init`` beside ``oversample`` random columns A^T G
+    instead of k + oversample random ones, so a few iterations from the
+    previous singular vectors of a slightly changed A reach the accuracy
+    that ``n_iter`` iterations from random reach."""
     m, n = A.shape
     k = int(min(k, m, n))
     p = int(min(k + oversample, m, n))
@@ -79,7 +85,12 @@ def randomized_svd(A: CSR, k, oversample=16, n_iter=4, seed=0, dtype=np.float32)
 
     # power iterations: one float32 CholeskyQR pass only keeps the block well
     # conditioned; the final basis gets two float64 passes (CholeskyQR2)
-    Q = _orth(mul(AT, rng.standard_normal((m, p))), 1, np.float32)  # [n, p]
+    if init is None:
+        Q = _orth(mul(AT, rng.standard_normal((m, p))), 1, np.float32)  # [n, p]
+    else:
+        init = np.asarray(init, dtype)[:, :k]
+        extra = mul(AT, rng.standard_normal((m, max(p - init.shape[1], 0))))
+        Q = _orth(np.hstack([init, extra]), 1, np.float32)
     for _ in range(n_iter):
         Q = _orth(mul(AT, _orth(mul(A, Q), 1, np.float32)), 1, np.float32)
     Q = _orth(Q)
@@ -162,6 +173,42 @@ class GraphFilter(Recommender):
         self._Rbin = CSR(R.indptr, R.indices, np.ones(R.nnz, np.float32), R.shape,
                          validate=False)
         del deg_u
+
+    # ---------------------------------------------------------------- partial_fit
+    def _partial_options(self, n_iter=2):
+        if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
+            raise ValueError(f"GraphFilter.partial_fit: n_iter must be an integer >= 0, got "
+                             f"{n_iter!r}")
+        return {"n_iter": int(n_iter)}
+
+    def _update_state(self):
+        return {"di": self._di}
+
+    def _partial_update(self, old_train, users, items, state, n_iter=2):
+        """Degrees, R~ and its transpose are rebuilt from the union (exact, as
+        fit builds them); the singular vectors by a randomized SVD of the new
+        R~ warm-started from the old ones (``n_iter`` subspace iterations;
+        ``svd="scipy"`` recomputes them with svds)."""
+        V0 = None
+        if self.left is not None:
+            d0 = state["di"]
+            inv = np.divide(1.0, d0, out=np.zeros_like(d0), where=d0 > 0)
+            V0 = np.zeros((self.n_items, self.left.shape[1]), np.float32)
+            V0[:len(d0)] = self.left * inv[:, None]  # left = D_i^-1/2 V
+        if V0 is None or self.svd == "scipy":
+            keep = self.user_ids, self.item_ids, self.fit_time
+            self.fit(self.train)  # no ideal term, or svds: operators rebuilt as fit does
+            self.user_ids, self.item_ids, self.fit_time = keep
+            return
+        self._prepare()
+        V = randomized_svd(self._Rn, self.k, n_iter=n_iter, seed=self.seed + 1, init=V0)[1]
+        self._set_factors(V)
+
+    def _set_factors(self, V):
+        d = self._di
+        self.left = np.ascontiguousarray((V * d[:, None]), dtype=np.float32)
+        inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+        self.right = np.ascontiguousarray((V * inv[:, None]), dtype=np.float32)
 
     def _rows(self, users):
         """The binary rows of ``users`` as a CSR [B, n_items]."""
@@ -251,6 +298,10 @@ class Popularity(Recommender):
             np.float32)
         self.fit_time = time.perf_counter() - t0
         return self
+
+    def _partial_update(self, old_train, users, items, state):
+        self.item_score = np.bincount(self.train.indices, minlength=self.n_items).astype(
+            np.float32)  # exact: the item degrees of the union
 
     def embeddings(self):
         return (np.ones((self.n_users, 1), np.float32),

@@ -281,6 +281,79 @@ class LightGCN(Recommender):
             self.save(checkpoint)
         return self
 
+    # ---------------------------------------------------------------- partial_fit
+    def _partial_options(self, steps=100, lr=None, batch_size=None):
+        for nm, v in (("steps", steps), ("batch_size", batch_size)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                  or v < (0 if nm == "steps" else 1)):
+                raise ValueError(f"LightGCN.partial_fit: {nm} must be an integer >= "
+                                 f"{0 if nm == 'steps' else 1}, got {v!r}")
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or
+                               not 0 < lr < np.inf):
+            raise ValueError(f"LightGCN.partial_fit: lr must be a number > 0, got {lr!r}")
+        return {"steps": int(steps), "lr": float(lr or self.lr),
+                "batch_size": int(batch_size or self.batch_size)}
+
+    def _update_state(self):
+        if self._E0 is None:
+            raise RuntimeError("LightGCN.partial_fit: call fit() (or load()) first")
+        return None
+
+    def _partial_update(self, old_train, users, items, state, steps=100, lr=None,
+                        batch_size=2048):
+        """New user / item rows of E0 drawn as ``_init_params`` draws (normal,
+        std ``init_std``); then ``steps`` Adam steps of the model's loss (BPR
+        + reg) on batches of the added pairs, each with a uniform negative
+        that is not a training item of its user, updating only the touched
+        rows: the layer-0 rows of the users and items of the added pairs.
+        Every other row of E0 (and of its moving average) is left as it was;
+        their propagated embeddings do change, since the graph did."""
+        import torch
+
+        nu0, ni0 = old_train.shape
+        nu, ni = self.n_users, self.n_items
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 + nu + ni)
+        new_u = torch.randn(nu - nu0, self.dim, generator=g) * self.init_std
+        new_i = torch.randn(ni - ni0, self.dim, generator=g) * self.init_std
+
+        def grow(E):
+            E = E.detach()
+            return torch.cat([E[:nu0], new_u, E[nu0:], new_i]).contiguous()
+
+        E0 = grow(self._E0)
+        avg = grow(self._E0_avg) if self._E0_avg is not None else None
+        touched = np.union1d(np.unique(users), nu + np.unique(items)).astype(np.int64)
+        t_idx = torch.from_numpy(touched)
+        P = torch.nn.Parameter(E0[t_idx].clone())
+        opt = _adam(P, lr)
+        A = hopkit.bipartite_adjacency(self.train)
+        self._A, self._A_for = A, self.train
+        rng = np.random.default_rng(self.seed * 1_000_003 + 104729 + len(users))
+        keys = pair_keys(self.train)
+        losses = []
+        for _ in range(steps):
+            b = rng.integers(0, len(users), min(batch_size, len(users)))
+            u, p = users[b], items[b]
+            n = sample_negatives(keys, ni, u, rng)
+            E_full = E0.index_copy(0, t_idx, P)
+            E = hopkit.propagate(A, E_full, layers=self.layers, combine="mean")
+            loss = hopkit.bpr_loss(E, E, u, p + nu, n + nu)
+            loss = loss + self.reg * batch_l2(E_full, u, p + nu, n + nu) / len(u)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        with torch.no_grad():
+            E0[t_idx] = P.detach()
+            if avg is not None:
+                avg[t_idx] = P.detach()  # the touched rows' average restarts at the update
+        self._E0 = torch.nn.Parameter(E0)
+        self._E0_avg = avg
+        self._opt = None  # a new E0: the next fit starts a fresh Adam state
+        self._user_emb = self._item_emb = None
+        self.touched_rows = touched
+        self.update_losses = losses
+
     # ---------------------------------------------------------------- persistence
     def _config(self):
         return {"dim": self.dim, "layers": self.layers, "lr": self.lr, "reg": self.reg,
@@ -335,6 +408,28 @@ def batch_l2(E0, *ids):
     rows = np.flatnonzero(count)
     w = torch.from_numpy(count[rows].astype(np.float32))
     return 0.5 * (w * E0.index_select(0, torch.from_numpy(rows)).pow(2).sum(1)).sum()
+
+
+def pair_keys(R: CSR) -> np.ndarray:
+    """user * n_items + item of every pair of R, ascending (rows in order,
+    columns sorted within a row)."""
+    return R.row_ids().astype(np.int64) * R.shape[1] + np.asarray(R.indices, np.int64)
+
+
+def sample_negatives(keys, n_items, users, rng, tries=50):
+    """One item per user in ``users``, uniform over the items that are not a
+    pair of ``keys`` (``pair_keys``) with the user: rejection sampling
+    (``tries`` rounds; a user who has nearly every item may keep a positive)."""
+    users = np.asarray(users, np.int64)
+    neg = rng.integers(0, n_items, len(users))
+    for _ in range(tries):
+        q = users * n_items + neg
+        p = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+        bad = keys[p] == q
+        if not bad.any():
+            break
+        neg[bad] = rng.integers(0, n_items, int(bad.sum()))
+    return neg
 
 
 def _adam(param, lr):
