@@ -10,7 +10,10 @@ from .loaders import (
     split_leave_last,
     split_random,
 )
+from .attributes import (Attributes, ColdSplit, evaluate_items, load_attribute_csv,
+                         load_kg, load_recbole_features, split_cold_items)
 from .synthetic import gowalla_like, synthetic
 
-__all__ = ["FORMATS", "DataError", "Dataset", "from_csr", "gowalla_like", "load",
+__all__ = ["Attributes", "ColdSplit", "evaluate_items", "load_attribute_csv", "load_kg",
+           "load_recbole_features", "split_cold_items", "FORMATS", "DataError", "Dataset", "from_csr", "gowalla_like", "load",
            "split_leave_last", "split_random", "synthetic"]
