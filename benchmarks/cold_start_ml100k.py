@@ -26,14 +26,17 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
 
-import numpy as np  # noqa: E402
 
 from hopkit.data import load  # noqa: E402
-from hopkit.data.attributes import (evaluate_items, load_kg, load_recbole_features,  # noqa: E402
-                                    split_cold_items)
+from hopkit.data.attributes import evaluate_items, load_kg, load_recbole_features, split_cold_items  # noqa: E402
 from hopkit.models import LightGCN, TurboCF  # noqa: E402
-from hopkit.models.side_info import (AttributeKNN, AttributePopularity, RandomScores,  # noqa: E402
-                                     SideInfoLightGCN, SideInfoTurboCF)
+from hopkit.models.side_info import (  # noqa: E402
+    AttributeKNN,
+    AttributePopularity,
+    RandomScores,
+    SideInfoLightGCN,
+    SideInfoTurboCF,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "ml-100k")

@@ -5,15 +5,25 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import SHARED
 from hopkit.csr import CSR
 from hopkit.data import DataError, from_csr, load
-from hopkit.data.attributes import (evaluate_items, load_attribute_csv, load_kg,
-                                    load_recbole_features, split_cold_items)
+from hopkit.data.attributes import (
+    evaluate_items,
+    load_attribute_csv,
+    load_kg,
+    load_recbole_features,
+    split_cold_items,
+)
 from hopkit.models import TurboCF
-from hopkit.models.side_info import (AttributeKNN, AttributePopularity, RandomScores,
-                                     SideInfoLightGCN, SideInfoTurboCF, augmented_matrix)
+from hopkit.models.side_info import (
+    AttributeKNN,
+    AttributePopularity,
+    RandomScores,
+    SideInfoLightGCN,
+    SideInfoTurboCF,
+    augmented_matrix,
+)
 
 ML100K = os.path.join(SHARED, "data", "ml-100k")
 

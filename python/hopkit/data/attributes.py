@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..csr import CSR
-from .loaders import DataError, _ids_array, _read_lines, _split, _sniff_sep
+from .loaders import DataError, _ids_array, _read_lines, _sniff_sep, _split
 
 _FREE_TEXT = ("movie_title", "zip_code")
 
@@ -58,7 +58,7 @@ class Attributes:
     def n_attributes(self) -> int:
         return self.matrix.shape[1]
 
-    def concat(self, other: "Attributes") -> "Attributes":
+    def concat(self, other: Attributes) -> Attributes:
         """Both attribute sets side by side (same entities)."""
         if other.matrix.shape[0] != self.matrix.shape[0]:
             raise ValueError(f"Attributes.concat: {self.matrix.shape[0]} vs "
@@ -156,7 +156,7 @@ def load_recbole_features(path, ids, kind="item", fields=None, exclude=None, flo
     excl = set(_FREE_TEXT if exclude is None else exclude)
     buckets = dict(buckets or {})
     use = []
-    for k, (nm, ty) in enumerate(zip(names, types)):
+    for k, (nm, ty) in enumerate(zip(names, types, strict=True)):
         if k == id_col:
             continue
         if fields is not None:
@@ -243,7 +243,7 @@ def _typed_table(path, encoding, want):
         if len(toks) <= max(idx):
             raise DataError(f"{path}:{n + 1}: expected {len(names)} tab-separated fields, got "
                             f"{len(toks)}")
-        for c, k in zip(cols, idx):
+        for c, k in zip(cols, idx, strict=True):
             c.append(toks[k])
         lines.append(n + 1)
     return cols, lines
@@ -260,12 +260,12 @@ def load_kg(kg_path, link_path, ids, unseen="skip", inverse=True, min_count=1,
     rows = _map_ids(ids, l_items, l_lines, link_path, "item", unseen)
     skipped = {"unknown item": int((rows < 0).sum())}
     ent2rows: dict = {}
-    for r, e in zip(rows, l_ents):
+    for r, e in zip(rows, l_ents, strict=True):
         if r >= 0:
             ent2rows.setdefault(e, []).append(int(r))
     (h, rel, t), _ = _typed_table(kg_path, encoding, ("head_id", "relation_id", "tail_id"))
     out_rows, out_names = [], []
-    for a, r, b in zip(h, rel, t):
+    for a, r, b in zip(h, rel, t, strict=True):
         for it in ent2rows.get(a, ()):
             out_rows.append(it)
             out_names.append(f"{r}={b}")
@@ -305,8 +305,8 @@ def load_attribute_csv(path, ids, kind="item", sep=None, header=None, unseen="sk
     rows = _map_ids(ids, raw_ids, lines, path, kind, unseen)
     skipped = {f"unknown {kind}": int((rows < 0).sum())}
     keep = rows >= 0
-    return _build(rows[keep], [a for a, k in zip(attrs, keep) if k], len(ids), kind, skipped,
-                  min_count)
+    kept = [a for a, k in zip(attrs, keep, strict=True) if k]
+    return _build(rows[keep], kept, len(ids), kind, skipped, min_count)
 
 
 # ---------------------------------------------------------------- cold-item protocol
