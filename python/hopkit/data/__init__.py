@@ -1,6 +1,15 @@
 """Interaction data: loaders (text formats -> users x items CSR with id maps),
 splits, and the built-in synthetic generator."""
 
+from .attributes import (
+    Attributes,
+    ColdSplit,
+    evaluate_items,
+    load_attribute_csv,
+    load_kg,
+    load_recbole_features,
+    split_cold_items,
+)
 from .loaders import (
     FORMATS,
     DataError,
@@ -12,5 +21,21 @@ from .loaders import (
 )
 from .synthetic import gowalla_like, synthetic
 
-__all__ = ["FORMATS", "DataError", "Dataset", "from_csr", "gowalla_like", "load",
-           "split_leave_last", "split_random", "synthetic"]
+__all__ = [
+    "Attributes",
+    "ColdSplit",
+    "DataError",
+    "Dataset",
+    "evaluate_items",
+    "FORMATS",
+    "from_csr",
+    "gowalla_like",
+    "load",
+    "load_attribute_csv",
+    "load_kg",
+    "load_recbole_features",
+    "split_cold_items",
+    "split_leave_last",
+    "split_random",
+    "synthetic",
+]

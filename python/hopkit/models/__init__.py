@@ -7,9 +7,36 @@ from ._base import ModelError, Recommender, load_model
 from .filters import BSPM, EASE, ChebyCF, ItemKNN, TurboCF
 from .graph_filter import GraphFilter, Popularity, randomized_svd
 from .lightgcn import LightGCN
+from .side_info import (
+                        AttributeKNN,
+                        AttributePopularity,
+                        RandomScores,
+                        SideInfoLightGCN,
+                        SideInfoTurboCF,
+                        augmented_matrix,
+)
 
 MODELS = {cls.name: cls for cls in (LightGCN, GraphFilter, Popularity, TurboCF, BSPM, ChebyCF,
                                      EASE, ItemKNN)}
 
-__all__ = ["BSPM", "EASE", "MODELS", "ChebyCF", "GraphFilter", "ItemKNN", "LightGCN",
-           "ModelError", "Popularity", "Recommender", "TurboCF", "load_model", "randomized_svd"]
+__all__ = [
+    "AttributeKNN",
+    "AttributePopularity",
+    "augmented_matrix",
+    "BSPM",
+    "ChebyCF",
+    "EASE",
+    "GraphFilter",
+    "ItemKNN",
+    "LightGCN",
+    "load_model",
+    "ModelError",
+    "MODELS",
+    "Popularity",
+    "randomized_svd",
+    "RandomScores",
+    "Recommender",
+    "SideInfoLightGCN",
+    "SideInfoTurboCF",
+    "TurboCF",
+]
