@@ -3,11 +3,9 @@
 
 import numpy as np
 import pytest
-
 from hopkit.csr import CSR
 from hopkit.data.loaders import from_csr
-from hopkit.models import (BSPM, EASE, ChebyCF, GraphFilter, ItemKNN, LightGCN, Popularity,
-                           TurboCF)
+from hopkit.models import BSPM, EASE, ChebyCF, GraphFilter, ItemKNN, LightGCN, Popularity, TurboCF
 
 
 def _split(nu=300, ni=200, density=0.05, hold=0.03, new_users=5, new_items=4, seed=0,
@@ -87,7 +85,7 @@ def test_partial_fit_svd_models_within_tolerance_with_a_gap(cls, kw):
         assert _rel(Sa, ex) <= 1.5 * _rel(Sb, ex) + 1e-3  # as accurate as a refit
     ia, _ = a.recommend(users, k=10)
     ib, _ = b.recommend(users, k=10)
-    overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(ia, ib)])
+    overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(ia, ib, strict=False)])
     assert overlap >= 0.95
 
 
@@ -214,7 +212,7 @@ def test_partial_fit_lightgcn_touched_rows_only(ema):
     assert E.shape == (nu + ni, 16)
     touched = set(m.touched_rows.tolist())
     assert touched == set(np.unique(u).tolist()) | {nu + j for j in np.unique(i)}
-    old_to_new = list(zip(range(nu0), range(nu0))) + [(nu0 + j, nu + j) for j in range(ni0)]
+    old_to_new = [(r, r) for r in range(nu0)] + [(nu0 + j, nu + j) for j in range(ni0)]
     untouched = [(o, n) for o, n in old_to_new if n not in touched]
     assert untouched
     for o, n in untouched:
