@@ -104,6 +104,24 @@ def check_dense(op, name, X, rows=None, dtype=None, same_as="the same dtype as t
     return X if tensor else np.ascontiguousarray(X)
 
 
+def check_edge_weight(op, E, dtype, shapes, meaning, cuda=False):
+    """edge_weight: a float array or tensor of X's dtype whose shape is one of
+    ``shapes`` (``meaning`` says what they are, for the message). A NumPy
+    array comes back C-contiguous, a tensor as it is."""
+    if not (is_tensor(E) or isinstance(E, np.ndarray)) or dtype_name(E) not in float_names(cuda):
+        raise TypeError(f"{op}: edge_weight must be a float array ({', '.join(float_names(cuda))})"
+                        f", got {dtype_name(E) if hasattr(E, 'dtype') else type(E).__name__}")
+    if dtype_name(E) != dtype_name(dtype):
+        raise TypeError(f"{op}: edge_weight must have the dtype of X ({dtype_name(dtype)}), got "
+                        f"{dtype_name(E)}")
+    if tuple(E.shape) not in shapes:
+        raise ValueError(f"{op}: edge_weight must have shape {' or '.join(map(str, shapes))} "
+                         f"({meaning}), got {tuple(E.shape)}")
+    if cuda:
+        check_contiguous(op, "edge_weight", E)
+    return E if is_tensor(E) else np.ascontiguousarray(E)
+
+
 def check_contiguous(op, name, X):
     if not X.is_contiguous():
         raise ValueError(f"{op}: {name} is a non-contiguous CUDA tensor (strides "

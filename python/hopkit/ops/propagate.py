@@ -9,9 +9,9 @@ import numpy as np
 from .. import _backend
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
-from ._common import check_contiguous, dtype_name, float_names
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
+from ._common import check_edge_weight
 from ._common import to_numpy as _to_numpy
 from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
@@ -55,19 +55,8 @@ def _edge_weights(op, A: CSR, edge_weight, dtype, torch_mode, cuda=False):
     operator's caller to supply (E None, from_values True)."""
     if edge_weight is None:
         return (None if torch_mode else A.values_as(dtype)), True
-    E = edge_weight
-    if not (is_tensor(E) or isinstance(E, np.ndarray)) or dtype_name(E) not in float_names(cuda):
-        raise TypeError(f"{op}: edge_weight must be a float array ({', '.join(float_names(cuda))})"
-                        f", got {dtype_name(E) if hasattr(E, 'dtype') else type(E).__name__}")
-    if dtype_name(E) != dtype_name(dtype):
-        raise TypeError(f"{op}: edge_weight must have the dtype of X ({dtype_name(dtype)}), got "
-                        f"{dtype_name(E)}")
-    if tuple(E.shape) != (A.nnz,):
-        raise ValueError(f"{op}: edge_weight must have shape ({A.nnz},) (one weight per "
-                         f"nonzero of A), got {tuple(E.shape)}")
-    if cuda:
-        check_contiguous(op, "edge_weight", E)
-    return (E if is_tensor(E) else np.ascontiguousarray(E)), False
+    return check_edge_weight(op, edge_weight, dtype, ((A.nnz,),), "one weight per nonzero of A",
+                             cuda), False
 
 
 def propagate_np(A: CSR, Xn, alpha, E, eperm, be):

@@ -7,9 +7,9 @@ import numpy as np
 from .. import _backend, codes
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
-from ._common import check_contiguous, dtype_name, float_names
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
+from ._common import check_edge_weight
 from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
 
@@ -32,21 +32,9 @@ def _edge_features(op, A: CSR, edge_weight, F, dtype, message, torch_mode=False,
         if torch_mode:
             return None, (0 if A.values is None else 1)
         return A.values_as(dtype), (0 if A.values is None else 1)
-    E = edge_weight
-    if not (is_tensor(E) or isinstance(E, np.ndarray)) or dtype_name(E) not in float_names(cuda):
-        raise TypeError(f"{op}: edge_weight must be a float array ({', '.join(float_names(cuda))})"
-                        f", got {dtype_name(E) if hasattr(E, 'dtype') else type(E).__name__}")
-    if dtype_name(E) != dtype_name(dtype):
-        raise TypeError(f"{op}: edge_weight must have the dtype of X ({dtype_name(dtype)}), got "
-                        f"{dtype_name(E)}")
-    shape = tuple(E.shape)
-    if shape not in ((A.nnz,), (A.nnz, F)):
-        raise ValueError(f"{op}: edge_weight must have shape ({A.nnz},) or ({A.nnz}, {F}) "
-                         f"(one value or one row per nonzero of A), got {shape}")
-    if cuda:
-        check_contiguous(op, "edge_weight", E)
-    E = E if is_tensor(E) else np.ascontiguousarray(E)
-    return E, (1 if len(shape) == 1 else F)
+    E = check_edge_weight(op, edge_weight, dtype, ((A.nnz,), (A.nnz, F)),
+                          "one value or one row per nonzero of A", cuda)
+    return E, (1 if E.ndim == 1 else F)
 
 
 # ---------------------------------------------------------------- kernel level
