@@ -15,6 +15,12 @@ Nothing is cached between calls unless a module is built with
 is reused until ``reset_parameters()`` (the caller promises the graph does not
 change). The graph is built by hopkit's operators on every call otherwise, so
 a module can never answer for a graph other than the one passed.
+
+CPU tensors run on hopkit's torch operators (what torch.compile traces).
+CUDA tensors (not yet operators, docs/compile.md) run on the public ops: the
+graph is grouped on the host, weights are put in its CSR order on the
+device, and ``hopkit.spmm`` / ``propagate`` / ``attention_aggregate`` take
+their CUDA path.
 """
 
 from __future__ import annotations
@@ -55,12 +61,32 @@ def _check_edge_index(op, adj, edge_weight, dtype):
                             f"{edge_weight.dtype}")
 
 
+def _on_public_ops(x) -> bool:
+    """Tensors that the operators do not serve yet (CUDA) take the public ops."""
+    return x.device.type != "cpu"
+
+
+def _host(t):
+    return t if t.device.type == "cpu" else t.cpu()
+
+
+def public_csr(g, w, device):
+    """(hopkit.CSR of g, w in its CSR order on ``device``) for the public ops."""
+    A = CSR(g.indptr.numpy(), g.indices.numpy(), shape=(g.n_rows, g.n_cols), validate=False)
+    if w is not None:
+        w = w.to(device)
+        if g.eid is not None:
+            w = w[g.eid.to(device)]
+    return A, w
+
+
 def adjacency(op, adj, num_nodes, edge_weight, dtype):
     """(Graph, weights or None) for any adjacency a PyG layer takes; weights in
-    the graph's edge order (edge_index column order for an edge_index)."""
+    the graph's edge order (edge_index column order for an edge_index). The
+    Graph lives on the host whatever the inputs' device."""
     if _is_edge_index(adj):
         _check_edge_index(op, adj, edge_weight, dtype)
-        return _g.from_edge_index(adj, num_nodes), edge_weight
+        return _g.from_edge_index(_host(adj), num_nodes), edge_weight
     if edge_weight is not None:
         raise ValueError(f"{op}: edge_weight is for an edge_index; a sparse adjacency carries "
                          "its weights as its values")
@@ -71,7 +97,7 @@ def adjacency(op, adj, num_nodes, edge_weight, dtype):
     elif isinstance(adj, torch.Tensor) and adj.layout in _SPARSE:
         if adj.dim() != 2:
             raise ValueError(f"{op}: a sparse adjacency must be 2-D, got {adj.dim()}-D")
-        t = adj.to_sparse_csr() if adj.layout != torch.sparse_csr else adj
+        t = _host(adj.to_sparse_csr() if adj.layout != torch.sparse_csr else adj)
         A = CSR(t.crow_indices(), t.col_indices(), t.values().detach().to(dtype), tuple(t.shape))
     else:
         A = as_csr(adj, op)
@@ -92,7 +118,8 @@ def gcn_norm(g, w, n, dtype):
             cols.new_empty(cols.shape).index_copy_(0, g.eid, cols)
     if w is None:
         w = torch.ones(rows.shape[0], dtype=dtype)
-    deg = torch.zeros(n, dtype=dtype).index_add(0, rows, w)
+    rows, cols = rows.to(w.device), cols.to(w.device)
+    deg = torch.zeros(n, dtype=dtype, device=w.device).index_add(0, rows, w)
     dinv = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
     return dinv[cols] * w * dinv[rows]
 
@@ -138,6 +165,9 @@ class LGConv(_GraphModule):
 
     def forward(self, x, adj, edge_weight=None):
         g, w = self._graph(x, adj, edge_weight)
+        if _on_public_ops(x):
+            A, wc = public_csr(g, w, x.device)
+            return spmm(A, x, "sum", wc)
         msg = MESSAGES["mul"] if w is not None else MESSAGES["copy"]
         return spmm_graph(g, x, w, msg, REDUCES["sum"], False, None)[0]
 
@@ -157,6 +187,9 @@ class SpMM(_GraphModule):
 
     def forward(self, x, adj, edge_weight=None):
         g, w = self._graph(x, adj, edge_weight)
+        if _on_public_ops(x):
+            A, wc = public_csr(g, w, x.device)
+            return spmm(A, x, self.reduce, wc)
         msg = MESSAGES["mul"] if w is not None else MESSAGES["copy"]
         return spmm_graph(g, x, w, msg, REDUCES[self.reduce], False, None)[0]
 
@@ -177,6 +210,9 @@ class LightGCNPropagation(_GraphModule):
 
     def forward(self, x, adj, edge_weight=None):
         g, w = self._graph(x, adj, edge_weight)
+        if _on_public_ops(x):
+            A, wc = public_csr(g, w, x.device)
+            return propagate(A, x, self.layers, self.combine, wc)
         return _propagate_op(*g.args, x, w, None, self.alpha, "auto")
 
 
@@ -251,9 +287,13 @@ class GATConv(torch.nn.Module):
         a_src, a_dst = (hh * self.att_src).sum(-1), (hh * self.att_dst).sum(-1)
         if g.n_rows > n:  # the self-loop graph's sink node (torch_ops.graph.from_edge_index)
             h, a_src, a_dst = (torch.nn.functional.pad(t, (0, 0, 0, 1)) for t in (h, a_src, a_dst))
-        out = torch.ops.hopkit.attention_aggregate(
-            g.indptr, g.indices, g.t_indptr, g.t_indices, g.n_cols, a_dst, a_src, h, H, 1, None,
-            float(self.negative_slope), "auto")[0][:n]
+        if _on_public_ops(x):
+            out = attention_aggregate(public_csr(g, None, x.device)[0], a_dst, a_src, h, H,
+                                      "gat", negative_slope=self.negative_slope)[:n]
+        else:
+            out = torch.ops.hopkit.attention_aggregate(
+                g.indptr, g.indices, g.t_indptr, g.t_indices, g.n_cols, a_dst, a_src, h, H, 1,
+                None, float(self.negative_slope), "auto")[0][:n]
         if not self.concat:
             out = out.view(-1, H, C).mean(dim=1)
         if self.res is not None:
@@ -270,7 +310,7 @@ class GATConv(torch.nn.Module):
             if not self.add_self_loops:
                 return g
             adj = torch.stack([g.indices.to(torch.int64), _row_ids(g)])  # as an edge_index
-        return _g.from_edge_index(adj, n, self_loops=self.add_self_loops)
+        return _g.from_edge_index(_host(adj), n, self_loops=self.add_self_loops)
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
@@ -335,7 +375,7 @@ class GraphNetworkBlock(torch.nn.Module):
         if A.n_rows != A.n_cols:
             raise ValueError(f"{op}: A must be square (one node set), got shape {A.shape}")
         g = _g.from_csr(A)
-        rows, cols = _row_ids(g), g.indices.to(torch.int64)
+        rows, cols = _row_ids(g).to(x.device), g.indices.to(x.device, torch.int64)
         e_new = self.edge_mlp(torch.cat([e, x[cols], x[rows], u.expand(A.nnz, -1)], dim=1))
         if self.message == "edge":
             agg = spmm(A, None, self.reduce, e_new)
