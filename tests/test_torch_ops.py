@@ -202,3 +202,11 @@ def test_no_import_cycles():
     for m in graph:
         if m not in state:
             visit(m, [])
+
+
+def test_zero_width_features_on_tensors():
+    A, _ = square(4)
+    Y, arg = hopkit.spmm(A, None, "max", torch.zeros(A.nnz, 0), return_arg=True)
+    assert Y.shape == arg.shape == (12, 0) and Y.dtype == torch.float32
+    assert arg.dtype == torch.int64
+    assert hopkit.spmm(A, torch.zeros(12, 0, dtype=torch.float64)).dtype == torch.float64

@@ -202,7 +202,7 @@ def _empty_result(A: CSR, like, return_arg):
     """Y [n_rows, 0] (and arg) of like's type and dtype."""
     if is_tensor(like):
         Y = like.new_empty((A.n_rows, 0))
-        arg = like.new_empty((A.n_rows, 0), dtype=__import__("torch").int64)
+        arg = Y.long()  # int64, like every arg
     else:
         Y, arg = np.empty((A.n_rows, 0), like.dtype), np.empty((A.n_rows, 0), np.int64)
     return (Y, arg) if return_arg else Y
