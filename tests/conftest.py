@@ -38,3 +38,17 @@ def rng():
 
 def tol(dtype):
     return dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+
+
+def write_lightgcn_split(d, n_users, n_items):
+    """A small LightGCN-format split in folder d: user u has 5 training items
+    and 1 test item, (u * 3 + j * 5) % n_items for j = 0..5."""
+    d.mkdir(exist_ok=True)
+    tr, te = [], []
+    for u in range(n_users):
+        items = [(u * 3 + j * 5) % n_items for j in range(6)]
+        tr.append(f"{u} " + " ".join(map(str, sorted(set(items[:5])))))
+        te.append(f"{u} {items[5]}")
+    (d / "train.txt").write_text("\n".join(tr) + "\n")
+    (d / "test.txt").write_text("\n".join(te) + "\n")
+    return d

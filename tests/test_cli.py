@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import write_lightgcn_split
 from hopkit.cli import build_parser, main
 
 pytest.importorskip("torch")
@@ -14,15 +15,7 @@ pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    lines_tr, lines_te = [], []
-    for u in range(60):
-        items = [(u * 3 + j * 5) % 40 for j in range(6)]
-        lines_tr.append(f"{u} " + " ".join(map(str, sorted(set(items[:5])))))
-        lines_te.append(f"{u} {items[5]}")
-    (d / "train.txt").write_text("\n".join(lines_tr) + "\n")
-    (d / "test.txt").write_text("\n".join(lines_te) + "\n")
-    return str(d)
+    return str(write_lightgcn_split(tmp_path_factory.mktemp("data"), 60, 40))
 
 
 @pytest.fixture(scope="module")

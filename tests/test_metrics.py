@@ -8,6 +8,7 @@ import hopkit.models
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import write_lightgcn_split
 from hopkit.ops.evaluate import ALL_METRICS, BEYOND
 from scipy import stats
 
@@ -245,15 +246,7 @@ def test_compare_bad_input():
 def test_cli_prints_beyond_accuracy(tmp_path, capsys):
     from hopkit.cli import main
 
-    d = tmp_path / "data"
-    d.mkdir()
-    tr, te = [], []
-    for u in range(40):
-        items = [(u * 3 + j * 5) % 30 for j in range(6)]
-        tr.append(f"{u} " + " ".join(map(str, sorted(set(items[:5])))))
-        te.append(f"{u} {items[5]}")
-    (d / "train.txt").write_text("\n".join(tr) + "\n")
-    (d / "test.txt").write_text("\n".join(te) + "\n")
+    d = write_lightgcn_split(tmp_path / "data", 40, 30)
     out = str(tmp_path / "gf")
     assert main(["train", "--data", str(d), "--model", "graph-filter", "--rank", "4",
                  "--out", out]) == 0
