@@ -351,3 +351,52 @@ def test_reload_under_traffic(models):
     finally:
         done.set()
         srv.stop()
+
+
+def test_micro_batcher_bounds_and_deadline():
+    """The batcher never exceeds max_batch, answers every request with its own
+    result, waits about max_wait for a lone request, and sends a request that
+    already waited max_wait behind a running batch in the next call at once."""
+    import asyncio
+
+    from hopkit.serving.app import MicroBatcher
+
+    class Echo:
+        def __init__(self, delay=0.0):
+            self.sizes, self.spans, self.delay = [], [], delay
+
+        def recommend(self, reqs):
+            t = time.monotonic()
+            self.sizes.append(len(reqs))
+            time.sleep(self.delay)
+            self.spans.append((t, time.monotonic()))
+            return [r * 10 for r in reqs]
+
+    async def scenario():
+        b = MicroBatcher(max_batch=8, max_wait_s=0.05)
+        b.start()
+        try:
+            rec = Echo()
+            got = await asyncio.gather(*(b.submit(rec, i) for i in range(20)))
+            assert got == [10 * i for i in range(20)]
+            assert max(rec.sizes) <= 8 and sum(rec.sizes) == 20 and rec.sizes[:2] == [8, 8]
+            t0 = time.monotonic()
+            assert await b.submit(rec, 3) == 30
+            assert 0.04 <= time.monotonic() - t0 < 2.0  # a lone request waits max_wait
+        finally:
+            await b.stop()
+        b = MicroBatcher(max_batch=8, max_wait_s=0.5)
+        b.start()
+        try:
+            slow = Echo(delay=0.8)
+            first = asyncio.ensure_future(b.submit(slow, 1))
+            await asyncio.sleep(0.55)  # the first batch is running (from 0.5 s to 1.3 s)
+            second = asyncio.ensure_future(b.submit(slow, 2))  # due at 1.05 s
+            assert await first == 10 and await second == 20
+            assert slow.sizes == [1, 1]
+            # the second starts when the first ends, not max_wait (0.5 s) later
+            assert slow.spans[1][0] - slow.spans[0][1] < 0.25
+        finally:
+            await b.stop()
+
+    asyncio.run(scenario())

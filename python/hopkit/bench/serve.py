@@ -158,19 +158,33 @@ def run_rate(port, bodies, rate, duration, batched, during=None):
     return r
 
 
-def ramp(port, bodies, duration, batched, start=100, label=""):
+def ramp(port, bodies, duration, batched, start=100, label="", refine=2):
     """Doubling rates until the achieved throughput falls below 90% of the
-    offered rate or a request fails; returns the rows and the saturation
-    throughput (the best achieved with 0 errors)."""
-    rows, rate = [], start
-    while True:
+    offered rate or a request fails, then ``refine`` bisections between the
+    last good rate and the first failing one; returns the rows and the
+    saturation throughput (the best achieved at a rate with 0 errors and at
+    least 90% of the offered rate achieved)."""
+    rows = []
+
+    def run(rate):
         r = run_rate(port, bodies, rate, duration, batched)
         rows.append(r)
         print(f"  {label:9s} {fmt_row(r)}", flush=True)
-        if r["errors"] or r["throughput"] < 0.9 * rate or rate >= 51200:
+        return r["errors"] == 0 and r["throughput"] >= 0.9 * rate
+
+    good, bad = 0.0, float(start)
+    while run(bad):
+        good, bad = bad, 2 * bad
+        if bad > 51200:
             break
-        rate *= 2
-    ok = [r["throughput"] for r in rows if r["errors"] == 0]
+    for _ in range(refine if good else 0):
+        mid = round((good + bad) / 2)
+        if run(mid):
+            good = mid
+        else:
+            bad = mid
+    ok = [r["throughput"] for r in rows if r["errors"] == 0 and
+          r["throughput"] >= 0.9 * r["offered"]]
     return rows, max(ok) if ok else 0.0
 
 

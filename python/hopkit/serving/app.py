@@ -5,6 +5,7 @@ off the event loop (docs/serving.md). Needs the ``serve`` extra."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import json
 import os
@@ -35,21 +36,23 @@ def _error(status, message):
 
 
 class MicroBatcher:
-    """Requests arriving within ``max_wait_s`` of the first one (or until
-    ``max_batch``) become one ``recommend`` call on a worker thread. One
-    batch runs at a time; requests arriving meanwhile form the next batch,
-    so batches grow with the load. A batch only mixes requests parsed
-    against the same Recommender (a reload never moves a request to
-    another model)."""
+    """Requests arriving within ``max_wait_s`` of the oldest waiting one (or
+    until ``max_batch``) become one ``recommend`` call on a worker thread.
+    One batch runs at a time; requests arriving meanwhile form the next
+    batch, so batches grow with the load, and a request that already waited
+    ``max_wait_s`` behind a running batch goes in the next call at once. A
+    batch only mixes requests parsed against the same Recommender (a reload
+    never moves a request to another model). The wait costs one timer per
+    batch, not a task per request."""
 
     def __init__(self, max_batch=128, max_wait_s=0.002, on_batch=None):
         self.max_batch, self.max_wait_s, self.on_batch = max_batch, max_wait_s, on_batch
-        self._queue = None
-        self._task = None
+        self._pending = collections.deque()  # (rec, req, future, arrival time)
+        self._wake = self._full = self._task = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="hopkit-batch")
 
     def start(self):
-        self._queue = asyncio.Queue()
+        self._wake, self._full = asyncio.Event(), asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self):
@@ -62,33 +65,36 @@ class MicroBatcher:
         self._pool.shutdown(wait=True)
 
     async def submit(self, rec, req):
-        fut = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((rec, req, fut))
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((rec, req, fut, loop.time()))
+        self._wake.set()
+        if len(self._pending) >= self.max_batch:
+            self._full.set()
         return await fut
 
     async def _collect(self):
-        loop = asyncio.get_running_loop()
-        batch = [await self._queue.get()]
-        deadline = loop.time() + self.max_wait_s
-        while len(batch) < self.max_batch:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
-            left = deadline - loop.time()
-            if left <= 0:
-                break
+        while not self._pending:
+            self._wake.clear()
+            await self._wake.wait()
+        left = self._pending[0][3] + self.max_wait_s - asyncio.get_running_loop().time()
+        if left > 0 and len(self._pending) < self.max_batch:
+            self._full.clear()
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), left))
+                async with asyncio.timeout(left):
+                    await self._full.wait()
             except TimeoutError:
-                break
-        return batch
+                pass
+        n = min(len(self._pending), self.max_batch)
+        return [self._pending.popleft()[:3] for _ in range(n)]
 
     async def _run(self):
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
             groups = {}
-            for item in batch:
+            for item in await self._collect():
+                if item[2].done():  # its client went away: nothing to answer
+                    continue
                 groups.setdefault(id(item[0]), []).append(item)
             for items in groups.values():
                 rec = items[0][0]
