@@ -8,10 +8,12 @@ For each model (GraphFilter and LightGCN fitted on the data, or loaded from
 serve``); a bounded open-loop asyncio HTTP client (keep-alive connections,
 requests scheduled at a fixed rate for a fixed time, latency from the
 scheduled send, a timeout per request, a cap on requests in flight) offers
-doubling rates until the service saturates, and reports per rate p50/p95/p99,
-achieved throughput, errors and the mean batch size (from /metrics). Then the
-same client drives the baseline service in a subprocess: the same framework
-(Starlette on uvicorn), one request per call, for LightGCN FAISS
+doubling rates until the service saturates, then bisects twice between the
+last good and the first failing rate, and reports per rate p50/p95/p99,
+achieved throughput, errors and the mean batch size (from /metrics). Right
+after, the same client ramps the baseline service (a second subprocess, up
+from the start, idle until then): the same framework (Starlette on uvicorn,
+the same event loop), one request per call, for LightGCN FAISS
 ``IndexFlatIP`` searched for k + history length with the seen items filtered
 out, for GraphFilter (no item vectors: its linear filter is not an inner
 product) ``score_rows`` of the one request and a NumPy top-k with the seen
@@ -346,16 +348,34 @@ def request_bodies(model_dir, n=4000, seed=0):
 
 
 def bench_model(name, path, args, token_file):
+    """Both services up at once (the idle one costs no CPU), their ramps back
+    to back so that both see the same machine, then hopkit's half-saturation,
+    reload and soak runs."""
     bodies = request_bodies(path)
     res = {"model": name}
-    port = free_port()
+    port, bport = free_port(), free_port()
     p = start(["-m", "hopkit.cli", "serve", "--model", path, "--port", str(port),
                "--admin-token-file", token_file], port)
+    b = None
     try:
+        b = start(["-m", "hopkit.bench.serve", "--baseline-server", path, "--port", str(bport)],
+                  bport)
         print(f"[{name}] hopkit serve (max-batch 128, max-wait-ms 2)", flush=True)
         run_rate(port, bodies, 100, 2, True)  # warm-up
         res["hopkit"], res["hopkit_saturation"] = ramp(port, bodies, args.duration, True,
                                                        label="hopkit")
+        print(f"[{name}] baseline (one request per call, "
+              f"{'FAISS IndexFlatIP' if name == 'lightgcn' else 'score_rows + NumPy top-k'})",
+              flush=True)
+        run_rate(bport, bodies, 50, 2, False)
+        res["baseline"], res["baseline_saturation"] = ramp(bport, bodies, args.duration, False,
+                                                           start=50, label="baseline")
+        stop(b)
+        b = None
+        ratio = res["hopkit_saturation"] / max(res["baseline_saturation"], 1e-9)
+        res["ratio"] = ratio
+        print(f"[{name}] saturation: hopkit {res['hopkit_saturation']:.0f}/s, baseline "
+              f"{res['baseline_saturation']:.0f}/s, ratio {ratio:.2f}", flush=True)
         half = max(res["hopkit_saturation"] / 2, 50)
         r = run_rate(port, bodies, half, args.duration * 2, True)
         res["half"] = r
@@ -389,25 +409,13 @@ def bench_model(name, path, args, token_file):
             warm = samples[min(5, len(samples) - 1):]
             r["rss_mb"] = {"start": warm[0], "max": max(warm), "end": warm[-1]}
             res["soak"] = r
-            print(f"  soak {args.soak:.0f}s {fmt_row(r)}  RSS MB start {warm[0]:.0f} max "
-                  f"{max(warm):.0f} end {warm[-1]:.0f}", flush=True)
+            print(f"  soak {args.soak:.0f}s {fmt_row(r)}  p99/p50 {r['p99'] / r['p50']:.2f}  "
+                  f"RSS MB start {warm[0]:.0f} max {max(warm):.0f} end {warm[-1]:.0f}",
+                  flush=True)
     finally:
         stop(p)
-    port = free_port()
-    p = start(["-m", "hopkit.bench.serve", "--baseline-server", path, "--port", str(port)], port)
-    try:
-        print(f"[{name}] baseline (one request per call, "
-              f"{'FAISS IndexFlatIP' if name == 'lightgcn' else 'score_rows + NumPy top-k'})",
-              flush=True)
-        run_rate(port, bodies, 50, 2, False)
-        res["baseline"], res["baseline_saturation"] = ramp(port, bodies, args.duration, False,
-                                                           start=50, label="baseline")
-    finally:
-        stop(p)
-    ratio = res["hopkit_saturation"] / max(res["baseline_saturation"], 1e-9)
-    res["ratio"] = ratio
-    print(f"[{name}] saturation: hopkit {res['hopkit_saturation']:.0f}/s, baseline "
-          f"{res['baseline_saturation']:.0f}/s, ratio {ratio:.2f}", flush=True)
+        if b is not None:
+            stop(b)
     return res
 
 
