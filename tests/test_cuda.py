@@ -3,6 +3,7 @@ accumulation), gradcheck on the GPU in float64, device errors. Tests that need
 a GPU take the `cuda` fixture and skip when there is none; the build checks
 and the segment plan run everywhere."""
 
+import importlib
 import os
 import shutil
 
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 from conftest import power_law_graph
 from hopkit import _backend
-from hopkit.ops import _cuda as cu
 
 torch = pytest.importorskip("torch")
+
+from hopkit import cuda_backend as cb  # noqa: E402 (needs torch)
+from hopkit.cuda_backend import _common as cbc  # noqa: E402
 
 REDUCES = ["sum", "mean", "max", "min"]
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -50,7 +53,7 @@ def test_cuda_module_built_when_nvcc_present():
 @pytest.mark.parametrize("seg_len", [1, 3, 128])
 def test_segment_plan_covers_every_edge_once_in_order(rng, seg_len):
     A = power_law_graph(50, 40, 900, rng, empty=(0, 7, 49))
-    p = cu.segment_plan(A.indptr, seg_len)
+    p = cbc.segment_plan(A.indptr, seg_len)
     deg = A.row_degree()
     assert p["n_segs"] == int(np.maximum(1, -(-deg // seg_len)).sum())
     starts, rows = p["seg_start"], p["seg_row"]
@@ -68,7 +71,7 @@ def test_segment_plan_covers_every_edge_once_in_order(rng, seg_len):
 
 
 def test_segment_plan_empty_graph():
-    p = cu.segment_plan(np.zeros(1, dtype=np.int64), 128)
+    p = cbc.segment_plan(np.zeros(1, dtype=np.int64), 128)
     assert p["n_segs"] == 0 and p["n_split"] == 0 and p["n_slots"] == 0
 
 
@@ -76,7 +79,7 @@ def test_segment_plan_empty_graph():
 def _graph(rng, dtype=np.float64):
     # row 0 has several segments (> SEG_LEN edges); rows 5, 60, 119 are empty
     A = power_law_graph(120, 90, 4000, rng, np.int64, values=dtype, empty=(5, 60, 119))
-    assert A.row_degree().max() > 2 * cu.SEG_LEN
+    assert A.row_degree().max() > 2 * cbc.SEG_LEN
     return A
 
 
@@ -259,7 +262,8 @@ def test_coo_to_csr_on_device_matches_cpu(cuda, rng, index_dtype, with_values, s
 
 def test_transpose_on_device_matches_cpu(cuda, rng):
     A = _graph(rng)
-    t_indptr, t_indices, perm = cu.transpose(A, cuda)
+    t_indptr, t_indices, perm = cb.csr_transpose(torch.from_numpy(A.indptr).to(cuda),
+                                                 torch.from_numpy(A.indices).to(cuda), A.n_cols)
     np.testing.assert_array_equal(t_indptr.cpu().numpy(), A.T.indptr)
     np.testing.assert_array_equal(t_indices.cpu().numpy(), A.T.indices)
     np.testing.assert_array_equal(perm.cpu().numpy(), A.T.perm)
@@ -361,7 +365,8 @@ def test_topk_long_rows_identical_to_cpu(cuda, rng, monkeypatch, dtype, k, n_ite
     chunk-merge pass), long exclusion rows, a query whose scores ascend with
     the item index (every step beats the threshold), several score tiles."""
     n_q = 20
-    monkeypatch.setattr(cu, "TOPK_TILE_SCORES", 3 * n_items)  # 3 queries per tile: 7 tiles
+    monkeypatch.setattr(importlib.import_module("hopkit.cuda_backend.topk"), "TOPK_TILE_SCORES",
+                        3 * n_items)  # 3 queries per tile: 7 tiles
     U = rng.integers(-3, 4, (n_q, 8)).astype(np.float64)
     It = rng.integers(-3, 4, (n_items, 8)).astype(np.float64)
     It[:, 0] = np.arange(n_items) * 2.0**-10  # exact in float32: every score is exact

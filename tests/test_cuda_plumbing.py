@@ -1,22 +1,31 @@
-"""The Python side of the CUDA backend (ops/_cuda.py, the op modules' CUDA
-branches, the autograd Functions with the CUDA backend) run without a GPU:
-CPU tensors are routed down the CUDA path and `hopkit._cuda` is replaced by a
-NumPy stand-in that reads and writes the same raw pointers (ctypes) with the
-reference semantics of each kernel contract. This checks argument order,
-shapes, dtypes, allocation, caching and autograd wiring of every wrapper; the
-CUDA kernels themselves are tested by tests/test_cuda.py on a GPU."""
+"""The Python side of the CUDA backend (hopkit/cuda_backend, the routing in
+ops/_cuda.py, the torch operators' kernels and autograd formulas with the
+CUDA backend) run without a GPU: CPU tensors are routed down the CUDA path
+(``_backend.resolve`` returns the CUDA backend for them) and `hopkit._cuda` is
+replaced by a NumPy stand-in that reads and writes the same raw pointers
+(ctypes) with the reference semantics of each kernel contract. This checks
+argument order, shapes, dtypes, allocation, caching and autograd wiring of
+every wrapper; the CUDA kernels themselves are tested by tests/test_cuda.py
+on a GPU."""
 
 import contextlib
 import ctypes
+import importlib
 
 import hopkit
 import numpy as np
 import pytest
 from conftest import power_law_graph
+from hopkit import _backend
 from hopkit import reference as ref
 from hopkit.ops import _cuda as cu
 
 torch = pytest.importorskip("torch")
+
+from hopkit import cuda_backend as cb  # noqa: E402 (needs torch)
+
+cb_csr = importlib.import_module("hopkit.cuda_backend.csr")
+cb_topk = importlib.import_module("hopkit.cuda_backend.topk")  # the module, not the function
 
 NP = {0: np.float32, 1: np.float64, 2: np.float16}
 
@@ -159,6 +168,37 @@ class FakeCuda:
             so[q, :len(order)] = s[order]
             io[q, :len(order)] = items[order]
 
+    def bpr_scores(self, dtype, U, V, F, ids_i64, users, pos, neg, B, x, stream):
+        self.calls.append("bpr_scores")
+        T, it = NP[dtype], np.int64 if ids_i64 else np.int32
+        u, p, n = (view(a, it, (B,)) for a in (users, pos, neg))
+        nu = int(u.max()) + 1
+        ni = int(max(p.max(), n.max())) + 1
+        Ua, Va = view(U, T, (nu, F)), view(V, T, (ni, F))
+        ref.bpr_scores(Ua, Va, F, u, p, n, U == V, view(x, T, (B,)))
+
+    def bpr_rows(self, dtype, Src, F, n_rows, row_ptr, src, w, out, stream):
+        self.calls.append("bpr_rows")
+        T = NP[dtype]
+        rp = view(row_ptr, np.int64, (n_rows + 1,))
+        ns = int(rp[-1])
+        sr, wa = view(src, np.int64, (ns,)), view(w, T, (ns,)).astype(np.float64)
+        assert (np.diff(rp) >= 0).all()
+        S = view(Src, T, (int(sr.max()) + 1 if ns else 0, F)).astype(np.float64)
+        acc = np.zeros((n_rows, F))
+        rows = np.repeat(np.arange(n_rows), np.diff(rp))
+        np.add.at(acc, rows, wa[:, None] * S[sr])
+        view(out, T, (n_rows, F))[...] = acc.astype(T)
+
+    def sample_negatives(self, indptr, indices, indices_i64, n_items, users, users_i64, n_batch,
+                         n_neg, seed, out, out_i64, stream):
+        self.calls.append("sample_negatives")
+        u = view(users, np.int64 if users_i64 else np.int32, (n_batch,))
+        ip = view(indptr, np.int64, (int(u.max()) + 2 if n_batch else 1,))
+        ix = view(indices, np.int64 if indices_i64 else np.int32, (int(ip[-1]),))
+        o = view(out, np.int64 if out_i64 else np.int32, (n_batch * n_neg,))
+        ref.sample_negatives(ip, ix, n_items, u, n_neg, seed, o)
+
     def sort_temp_bytes(self, n):
         return 16
 
@@ -195,24 +235,39 @@ class FakeCuda:
 
 @pytest.fixture
 def fake(monkeypatch):
-    """CPU tensors take the CUDA path; hopkit._cuda is the NumPy stand-in."""
+    """CPU tensors take the CUDA path; hopkit._cuda is the NumPy stand-in.
+    ``with fake.off():`` computes a CPU reference in between."""
     f = FakeCuda()
     real_route = cu.route
+    f.on = True
 
     def route(op, backend, **arrays):
-        if any(isinstance(x, torch.Tensor) for x in arrays.values()):
+        if f.on and any(isinstance(x, torch.Tensor) for x in arrays.values()):
             _, out, back = real_route(op, backend, **arrays)
             return torch.device("cpu"), out, back
         return real_route(op, backend, **arrays)
 
-    import importlib
+    @contextlib.contextmanager
+    def off():
+        f.on = False
+        monkeypatch.setattr(_backend, "DEVICE_TYPES", ("cuda",))
+        try:
+            yield
+        finally:
+            f.on = True
+            monkeypatch.setattr(_backend, "DEVICE_TYPES", ("cuda", "cpu"))
 
-    for name in ("spmm", "propagate", "attention", "topk"):  # the modules, not the functions
+    f.off = off
+    for name in ("spmm", "propagate", "attention", "topk", "bpr", "sampling"):  # the modules
         monkeypatch.setattr(importlib.import_module(f"hopkit.ops.{name}"), "_route", route)
     monkeypatch.setattr(cu, "route", route)
-    monkeypatch.setattr(cu, "_mod", lambda: f)
-    monkeypatch.setattr(cu, "_stream", lambda device: 0)
-    monkeypatch.setattr(cu, "_Pipeline", SerialPipeline)
+    monkeypatch.setattr(_backend, "DEVICE_TYPES", ("cuda", "cpu"))
+    monkeypatch.setattr(_backend, "cuda_module", lambda: f)
+    for name in ("_common", "attention", "bpr", "csr", "propagate", "sampling", "spmm", "topk"):
+        m = importlib.import_module(f"hopkit.cuda_backend.{name}")
+        if hasattr(m, "stream"):
+            monkeypatch.setattr(m, "stream", lambda device: 0)
+    monkeypatch.setattr(cb_topk, "_Pipeline", SerialPipeline)
     return f
 
 
@@ -257,17 +312,15 @@ def test_spmm_wrappers_and_autograd(fake, rng, reduce, message, vector):
         e = torch.from_numpy(E).requires_grad_()
         B = _fresh(A)
         if path == "cpu":
-            Y = hopkit.spmm(B, x.detach().numpy(), reduce, e.detach().numpy(), message=message)
-            Y = torch.from_numpy(Y)
-            x2, e2 = x.detach().requires_grad_(), e.detach().requires_grad_()
-            Yg = hopkit.spmm(B, x2, reduce, e2, message=message)  # CPU autograd (not routed)
+            with fake.off():  # the CPU operators
+                Y = hopkit.spmm(B, x, reduce, e, message=message)
+                (Y * torch.linspace(-1, 1, F)).sum().backward()
         else:
             fake.calls.clear()
-            Y = Yg = hopkit.spmm(B, x, reduce, e, message=message)
-            x2, e2 = x, e
+            Y = hopkit.spmm(B, x, reduce, e, message=message)
             assert "spmm_forward" in fake.calls
-        (Yg * torch.linspace(-1, 1, F)).sum().backward()
-        outs.append((Y.detach(), x2.grad, e2.grad))
+            (Y * torch.linspace(-1, 1, F)).sum().backward()
+        outs.append((Y.detach(), x.grad, e.grad))
     for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
@@ -333,7 +386,7 @@ def test_attention_wrapper(fake, rng, score):
 @pytest.mark.parametrize("k", [0, 5, 300])
 def test_topk_wrapper(fake, rng, monkeypatch, k, tile):
     if tile:
-        monkeypatch.setattr(cu, "TOPK_TILE_SCORES", tile)
+        monkeypatch.setattr(cb_topk, "TOPK_TILE_SCORES", tile)
     U = rng.integers(-2, 3, (30, 4)).astype(np.float32)
     It = rng.integers(-2, 3, (350, 4)).astype(np.float32)
     train = power_law_graph(30, 350, 900, rng, empty=(4,))
@@ -355,7 +408,7 @@ def test_csr_construction_wrappers(fake, rng):
     c = rng.integers(0, 15, 300)
     v = rng.standard_normal(300)
     want = hopkit.CSR.from_coo(r, c, v, shape=(21, 15))
-    got = cu.csr_from_coo(hopkit.CSR, torch.from_numpy(r), torch.from_numpy(c).to(torch.int32),
+    got = cb_csr.csr_from_coo(hopkit.CSR, torch.from_numpy(r), torch.from_numpy(c).to(torch.int32),
                           torch.from_numpy(v), (21, 15), True)
     np.testing.assert_array_equal(got.indptr, want.indptr)
     np.testing.assert_array_equal(got.indices, want.indices)
@@ -363,9 +416,10 @@ def test_csr_construction_wrappers(fake, rng):
     bad = c.copy()
     bad[9] = 15
     with pytest.raises(ValueError, match=r"CSR.from_coo: col must lie in \[0, 15\); col\[9\] = 15"):
-        cu.csr_from_coo(hopkit.CSR, torch.from_numpy(r), torch.from_numpy(bad), None, (21, 15),
-                        True)
-    t_indptr, t_indices, perm = cu.transpose(want, torch.device("cpu"))
+        cb_csr.csr_from_coo(hopkit.CSR, torch.from_numpy(r), torch.from_numpy(bad), None,
+                            (21, 15), True)
+    t_indptr, t_indices, perm = cb.csr_transpose(torch.from_numpy(want.indptr),
+                                                 torch.from_numpy(want.indices), want.n_cols)
     np.testing.assert_array_equal(t_indptr.numpy(), want.T.indptr)
     np.testing.assert_array_equal(t_indices.numpy(), want.T.indices)
     np.testing.assert_array_equal(perm.numpy(), want.T.perm)

@@ -45,7 +45,17 @@ def check_ids_meta(op, name, a):
 
 def check_ids(op, name, a, n, of):
     """a must be a 1-D integer array (or tensor) with values in [0, n), the
-    rows of ``of``; returns it as a NumPy array (dtype unchanged)."""
+    rows of ``of``; returns it as a NumPy array (dtype unchanged), or a
+    tensor as it is (checked where it lives: one flag read back from a
+    device)."""
+    if is_tensor(a):
+        check_ids_meta(op, name, a)
+        bad = (a < 0) | (a >= n)
+        if a.numel() and bool(bad.any()):
+            b = int(bad.nonzero()[0, 0])
+            raise ValueError(f"{op}: {name} must lie in [0, {n}) (rows of {of}); {name}[{b}] = "
+                             f"{int(a[b])}")
+        return a
     a = to_numpy(a)
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
