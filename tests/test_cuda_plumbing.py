@@ -423,3 +423,136 @@ def test_csr_construction_wrappers(fake, rng):
     np.testing.assert_array_equal(t_indptr.numpy(), want.T.indptr)
     np.testing.assert_array_equal(t_indices.numpy(), want.T.indices)
     np.testing.assert_array_equal(perm.numpy(), want.T.perm)
+
+
+# ---------------------------------------------------------------- the ops that got a CUDA path
+@pytest.mark.parametrize("k", [0, 4, 300])
+def test_topk_scores_and_item_index(fake, rng, k):
+    S = rng.integers(-3, 4, (12, 350)).astype(np.float64)
+    S[2, 5] = np.nan
+    train = power_law_graph(12, 350, 400, rng, empty=(3,))
+    rows = rng.integers(0, 12, 7)
+    for kw, s in (({}, S), ({"exclude": train}, S), ({"exclude": train, "exclude_rows": rows},
+                                                     S[:7])):
+        fake.calls.clear()
+        got = hopkit.topk_scores(torch.from_numpy(s), k, **kw)
+        want = hopkit.topk_scores(s, k, backend="numpy", **kw)
+        np.testing.assert_array_equal(got[1].numpy(), want[1])
+        np.testing.assert_array_equal(got[0].numpy(), want[0])
+        assert ("topk_select" in fake.calls) == (0 < k <= 256)
+    Q = rng.integers(-2, 3, (9, 4)).astype(np.float32)
+    It = rng.integers(-2, 3, (350, 4)).astype(np.float32)
+    index = hopkit.ItemIndex(torch.from_numpy(It))
+    assert index.device is not None and isinstance(index.items, torch.Tensor)
+    s, i = hopkit.topk(torch.from_numpy(Q), index, k, exclude=train, exclude_rows=rows[:9 - 2]
+                       .tolist() + [0, 1])
+    s_c, i_c = hopkit.topk(Q, It, k, exclude=train, exclude_rows=rows[:7].tolist() + [0, 1],
+                           backend="numpy")
+    np.testing.assert_array_equal(i.numpy(), i_c)
+    np.testing.assert_array_equal(s.numpy(), s_c)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
+def test_bpr_loss_and_gradients(fake, rng, shared, id_dtype):
+    U = torch.randn(20, 5, dtype=torch.float64, requires_grad=True)
+    V = U if shared else torch.randn(30, 5, dtype=torch.float64, requires_grad=True)
+    n_items = 20 if shared else 30
+    u, p, n = (torch.from_numpy(rng.integers(0, m, 64).astype(id_dtype))
+               for m in (20, n_items, n_items))
+    fake.calls.clear()
+    loss = hopkit.bpr_loss(U, V, u, p, n)
+    want = hopkit.bpr_loss(U.detach().numpy(), U.detach().numpy() if shared
+                           else V.detach().numpy(), u.numpy(), p.numpy(), n.numpy(),
+                           backend="numpy")
+    np.testing.assert_allclose(float(loss.detach()), float(want), rtol=1e-12)
+    loss.backward()
+    assert {"bpr_scores", "bpr_rows"} <= set(fake.calls)
+    with fake.off():
+        U2 = U.detach().clone().requires_grad_()
+        V2 = U2 if shared else V.detach().clone().requires_grad_()
+        hopkit.bpr_loss(U2, V2, u, p, n).backward()
+    torch.testing.assert_close(U.grad, U2.grad, rtol=1e-12, atol=1e-14)
+    if not shared:
+        torch.testing.assert_close(V.grad, V2.grad, rtol=1e-12, atol=1e-14)
+    if shared:
+        torch.autograd.gradcheck(lambda a: hopkit.bpr_loss(a, a, u, p, n),
+                                 (U.detach().clone().requires_grad_(),))
+    else:
+        torch.autograd.gradcheck(lambda a, b: hopkit.bpr_loss(a, b, u, p, n),
+                                 (U.detach().clone().requires_grad_(),
+                                  V.detach().clone().requires_grad_()))
+    bad = n.clone()
+    bad[3] = n_items
+    with pytest.raises(ValueError, match=rf"bpr_loss: neg must lie in \[0, {n_items}\).*"
+                                         rf"neg\[3\] = {n_items}"):
+        hopkit.bpr_loss(U, V, u, p, bad)
+
+
+@pytest.mark.parametrize("users_dtype", [np.int32, np.int64])
+def test_sample_negatives_same_draws_as_cpu(fake, rng, users_dtype):
+    G = power_law_graph(40, 60, 900, rng, empty=(2,))
+    R = hopkit.CSR.from_coo(G.row_ids(), G.indices, shape=G.shape, sum_duplicates=True)
+    users = rng.integers(0, 40, 50).astype(users_dtype)
+    for seed in (0, 7, 2**64 - 1):
+        got = hopkit.sample_negatives(R, torch.from_numpy(users), 3, seed=seed)
+        want = hopkit.sample_negatives(R, users, 3, seed=seed, backend="numpy")
+        assert got.dtype == torch.from_numpy(users).dtype
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert "sample_negatives" in fake.calls
+    dense = np.ones((2, 60), dtype=bool)  # user 0 has every item, user 1 all but item 59
+    dense[1, 59] = False
+    Rf = hopkit.CSR.from_coo(*np.nonzero(dense), shape=(2, 60))
+    got = hopkit.sample_negatives(Rf, torch.tensor([0, 1, 1]), 2, seed=3)
+    np.testing.assert_array_equal(got.numpy(), [[-1, -1], [59, 59], [59, 59]])
+    with pytest.raises(ValueError, match=r"sample_negatives: users must lie in \[0, 40\)"):
+        hopkit.sample_negatives(R, torch.tensor([0, 40]), 1)
+
+
+def test_nn_modules_on_the_cuda_backend_equal_pyg(fake, rng):
+    """The nn modules on the CUDA backend (edge_index grouped by the device
+    transpose, the operators' CUDA kernels) give PyG's outputs and gradients."""
+    pyg = pytest.importorskip("torch_geometric.nn")
+    from hopkit.nn import GATConv, LGConv, LightGCNPropagation, SpMM
+    from torch_geometric.utils import scatter
+
+    tol = dict(rtol=1e-6, atol=1e-9)
+    n, E = 50, 300
+    ei = torch.from_numpy(np.stack([rng.integers(0, n - 5, E), rng.integers(0, n - 5, E)]))
+    x = torch.randn(n, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(E, dtype=torch.float64, requires_grad=True)
+    for normalize in (True, False):
+        fake.calls.clear()
+        a = LGConv(normalize=normalize)(x, ei, w)
+        b = pyg.LGConv(normalize=normalize)(x, ei, w)
+        assert "csr_transpose" in fake.calls and "spmm_forward" in fake.calls
+        torch.testing.assert_close(a, b, **tol)
+        ga = torch.autograd.grad(a.square().sum(), [x, w])
+        gb = torch.autograd.grad(b.square().sum(), [x, w])
+        for p, q in zip(ga, gb, strict=True):
+            torch.testing.assert_close(p, q, **tol)
+    torch.testing.assert_close(SpMM("max")(x, ei), scatter(x[ei[0]], ei[1], 0, dim_size=n,
+                                                           reduce="max"), **tol)
+    h, acc = x, x
+    for _ in range(3):
+        h = pyg.LGConv()(h, ei)
+        acc = acc + h
+    torch.testing.assert_close(LightGCNPropagation(3)(x, ei), acc / 4, **tol)
+    ref_gat = pyg.GATConv(8, 4, heads=2).double()
+    ours = GATConv(8, 4, heads=2).double()
+    ours.load_state_dict(ref_gat.state_dict())
+    torch.testing.assert_close(ours(x, ei), ref_gat(x, ei), **tol)
+    with pytest.raises(ValueError, match=r"edge_index must lie in \[0, 50\)"):
+        LGConv()(x, ei.clone().index_fill_(1, torch.tensor([4]), 50))
+
+
+def test_resolve_picks_the_cuda_backend_for_device_tensors(fake):
+    dev = torch.device("cpu")  # a device type the fixture hands to the CUDA backend
+    assert _backend.resolve(None, "spmm", dev) is cb
+    assert _backend.resolve("cuda", "spmm", dev) is cb
+    assert _backend.name_of(cb) == "cuda"
+    with pytest.raises(TypeError, match="spmm: backend='numba' runs on CPU arrays"):
+        _backend.resolve("numba", "spmm", dev)
+    with fake.off():
+        with pytest.raises(TypeError, match="spmm: backend='cuda' needs CUDA tensors"):
+            _backend.resolve("cuda", "spmm", dev)

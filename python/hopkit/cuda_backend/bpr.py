@@ -24,9 +24,10 @@ def _rows(Src, F, rows, src, w, out):
     order = torch.sort(rows, stable=True).indices
     srt = rows[order]
     row_ptr = torch.searchsorted(srt, torch.arange(n + 1, dtype=torch.int64, device=rows.device))
+    src_s = src.to(torch.int64)[order].contiguous()  # named: alive until the kernel is queued
+    w_s = w[order].contiguous()
     mod().bpr_rows(dtype_code("bpr_loss", "user_emb", out.dtype), ptr(Src), F, n, ptr(row_ptr),
-                   ptr(src.to(torch.int64)[order].contiguous()), ptr(w[order].contiguous()),
-                   ptr(out), stream(out.device))
+                   ptr(src_s), ptr(w_s), ptr(out), stream(out.device))
 
 
 def bpr_backward(U, V, F, users, pos, neg, shared, c, dU, dV):
