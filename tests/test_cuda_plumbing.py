@@ -556,3 +556,20 @@ def test_resolve_picks_the_cuda_backend_for_device_tensors(fake):
     with fake.off():
         with pytest.raises(TypeError, match="spmm: backend='cuda' needs CUDA tensors"):
             _backend.resolve("cuda", "spmm", dev)
+
+
+def _opcheck_cases():
+    from test_torch_ops import CASES
+
+    return CASES
+
+
+@pytest.mark.parametrize("name,args", _opcheck_cases(),
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(_opcheck_cases())])
+def test_opcheck_on_the_cuda_backend(fake, name, args):
+    """torch.library.opcheck of every operator with its kernel on the CUDA
+    backend (schema, fake kernel vs real outputs, autograd, AOT dispatch)."""
+    fake.calls.clear()
+    torch.library.opcheck(getattr(torch.ops.hopkit, name).default, args)
+    assert fake.calls or name == "topk_scores"  # (the k = 0 case runs no kernel)
+
