@@ -395,3 +395,76 @@ def test_topk_nan_and_exclusion_rows(cuda, rng):
     np.testing.assert_array_equal(i.cpu().numpy(), i_c)
     assert (i.cpu().numpy() != 7).all()
     assert ((i == -1) == torch.isneginf(s)).all()
+
+
+# ---------------------------------------------------------------- the ops that got a CUDA path
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 20, 300])
+def test_topk_scores_and_item_index_identical_to_cpu(cuda, rng, dtype, k):
+    npdt = np.float32 if dtype == torch.float32 else np.float64
+    S = rng.integers(-3, 4, (40, 9000)).astype(npdt)
+    S[3, 10] = np.nan
+    train = power_law_graph(40, 9000, 5000, rng, empty=(5,))
+    s_c, i_c = hopkit.topk_scores(S, k, exclude=train)
+    s_g, i_g = hopkit.topk_scores(torch.from_numpy(S).to(cuda), k, exclude=train)
+    np.testing.assert_array_equal(i_g.cpu().numpy(), i_c)
+    np.testing.assert_array_equal(s_g.cpu().numpy(), s_c)
+    Q = rng.integers(-3, 4, (40, 8)).astype(npdt)
+    It = rng.integers(-3, 4, (9000, 8)).astype(npdt)
+    index = hopkit.ItemIndex(torch.from_numpy(It).to(cuda))
+    s_g, i_g = hopkit.topk(torch.from_numpy(Q).to(cuda), index, k, exclude=train)
+    s_c, i_c = hopkit.topk(Q, It, k, exclude=train)
+    np.testing.assert_array_equal(i_g.cpu().numpy(), i_c)
+    np.testing.assert_array_equal(s_g.cpu().numpy(), s_c)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bpr_loss_and_gradients_match_cpu(cuda, rng, shared, dtype):
+    U = torch.randn(300, 32, dtype=dtype)
+    V = U if shared else torch.randn(500, 32, dtype=dtype)
+    n_items = V.shape[0]
+    ids = [torch.from_numpy(rng.integers(0, m, 4096)) for m in (300, n_items, n_items)]
+    outs = []
+    for dev in ("cpu", cuda):
+        u = U.to(dev).requires_grad_()
+        v = u if shared else V.to(dev).requires_grad_()
+        loss = hopkit.bpr_loss(u, v, *(i.to(dev) for i in ids))
+        loss.backward()
+        outs.append((loss.detach().cpu(), u.grad.cpu(), None if shared else v.grad.cpu()))
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-14)
+    for a, b in zip(*outs, strict=True):
+        if a is not None:
+            torch.testing.assert_close(b, a, **tol)
+    u = U.double().to(cuda).requires_grad_()
+    torch.autograd.gradcheck(lambda t: hopkit.bpr_loss(t, t, *(i.to(cuda) % 300 for i in ids)),
+                             (u,))
+    g1 = torch.autograd.grad(hopkit.bpr_loss(u, u, *(i.to(cuda) % 300 for i in ids)), u)[0]
+    g2 = torch.autograd.grad(hopkit.bpr_loss(u, u, *(i.to(cuda) % 300 for i in ids)), u)[0]
+    assert torch.equal(g1, g2)  # deterministic: no atomics
+
+
+@pytest.mark.parametrize("users_dtype", [torch.int32, torch.int64])
+def test_sample_negatives_identical_to_cpu(cuda, rng, users_dtype):
+    G = power_law_graph(200, 300, 20000, rng, empty=(7,))
+    R = hopkit.CSR.from_coo(G.row_ids(), G.indices, shape=G.shape, sum_duplicates=True)
+    users = torch.from_numpy(rng.integers(0, 200, 5000)).to(users_dtype)
+    for seed in (0, 123, 2**64 - 1):
+        want = hopkit.sample_negatives(R, users.numpy(), 4, seed=seed)
+        got = hopkit.sample_negatives(R, users.to(cuda), 4, seed=seed)
+        assert got.device.type == "cuda" and got.dtype == users_dtype
+        np.testing.assert_array_equal(got.cpu().numpy(), want)  # the same draws
+
+
+def test_nn_modules_on_cuda_match_cpu(cuda, rng):
+    from hopkit.nn import GATConv, LGConv, LightGCNPropagation
+
+    ei = torch.from_numpy(rng.integers(0, 60, (2, 400)))
+    x = torch.randn(60, 8, dtype=torch.float64)
+    w = torch.rand(400, dtype=torch.float64)
+    for mod in (LGConv(), LightGCNPropagation(3)):
+        torch.testing.assert_close(mod(x.to(cuda), ei.to(cuda), w.to(cuda)).cpu(), mod(x, ei, w),
+                                   rtol=1e-10, atol=1e-12)
+    gat = GATConv(8, 4, heads=2).double()
+    torch.testing.assert_close(gat.to(cuda)(x.to(cuda), ei.to(cuda)).cpu(),
+                               gat.cpu()(x, ei), rtol=1e-10, atol=1e-12)

@@ -11,7 +11,8 @@ FLOATS = (np.float32, np.float64)
 
 
 def check_device(op, **tensors):
-    """CPU tensors only until the CUDA kernels exist; all inputs on one device."""
+    """The device check of CPU data (CUDA inputs go through ops/_cuda.route);
+    all inputs on one device."""
     from .._backend import cuda_module
 
     devices = {name: t.device for name, t in tensors.items() if is_tensor(t)}
