@@ -210,9 +210,10 @@ def bench_spmm(gname, A, dev, bw, sweep=False):
 def _seg_len_sweep(gname, A, X, fracs):
     """hopkit spmm over row-segment lengths (device CSR plan rebuilt) x
     unrolls (edges in flight per lane group; auto = the default by dtype)."""
-    from hopkit.ops import _cuda as cu
+    from hopkit.cuda_backend import _common as cu
 
     case = f"{gname} sum F={X.shape[1]} {str(X.dtype).split('.')[-1]}"
+    key = ("torch_graph", str(X.device))  # the device graph: its plan is cached with its tensors
     mod = hopkit._backend.cuda_module()
     if mod is None or DEVICE["type"] != "cuda":
         return
@@ -220,7 +221,7 @@ def _seg_len_sweep(gname, A, X, fracs):
     try:
         for seg in (32, 64, 128, 256):
             cu.SEG_LEN = seg
-            A._cache.pop(("cuda", X.device.index), None)
+            A._cache.pop(key, None)
             hopkit.spmm(A, X)
             for u in (0, 1, 2, 4):
                 mod.set_spmm_unroll(u)
@@ -229,7 +230,7 @@ def _seg_len_sweep(gname, A, X, fracs):
     finally:
         cu.SEG_LEN = keep_seg
         mod.set_spmm_unroll(keep_u)
-        A._cache.pop(("cuda", X.device.index), None)
+        A._cache.pop(key, None)
 
 
 # ---------------------------------------------------------------- propagate
@@ -395,8 +396,9 @@ def bench_topk(gname, R, dev, sgemm, bf16, sweep=False):
     add("topk", case, "hopkit", t, frac_sgemm=flops / (t * 1e-3) / sgemm,
         frac_bf16_gemm=flops / (t * 1e-3) / bf16)
     if sweep:  # scores per query tile
-        from hopkit.ops import _cuda as cu
+        import importlib
 
+        cu = importlib.import_module("hopkit.cuda_backend.topk")
         keep = cu.TOPK_TILE_SCORES
         try:
             for tile in (1 << 24, 1 << 25, 1 << 27, 1 << 28):

@@ -9,7 +9,8 @@
 # Environment: HOPKIT_CUDA_ARCHITECTURES (default 80;90; 90 alone builds
 # faster on an H100/H200), PROFILE=1 adds an Nsight Compute profile of the
 # spmm and top-k kernels (benchmarks/gpu_profile.py) to $OUT/ncu.txt,
-# BENCH_TIMEOUT and TESTS_TIMEOUT (seconds, defaults 300 and 200).
+# BENCH_TIMEOUT and TESTS_TIMEOUT (seconds, defaults 300 and 300). The test log lists
+# every skip (-rs): on a GPU machine no CUDA test should be skipped.
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -30,7 +31,10 @@ if [ $rc -ne 0 ]; then tail -60 "$OUT/build.log"; exit $rc; fi
 grep -E "hopkit:|warning" "$OUT/build.log" | head -20
 
 stamp tests
-timeout ${TESTS_TIMEOUT:-200} $PY -m pytest tests/test_cuda.py tests/test_cuda_plumbing.py -q -rfE \
+# the CUDA kernels against the CPU backends, opcheck of every operator on CUDA, fullgraph
+# compile on CUDA, the bindings' names, and the FakeCuda plumbing
+timeout ${TESTS_TIMEOUT:-300} $PY -m pytest tests/test_cuda.py tests/test_cuda_plumbing.py \
+  tests/test_torch_ops.py tests/test_compile.py tests/test_bindings.py -q -rfE -rs \
   -p no:cacheprovider --tb=short > "$OUT/tests.log" 2>&1
 echo "pytest exit $?"; grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | head -40
 

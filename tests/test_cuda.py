@@ -3,6 +3,7 @@ accumulation), gradcheck on the GPU in float64, device errors. Tests that need
 a GPU take the `cuda` fixture and skip when there is none; the build checks
 and the segment plan run everywhere."""
 
+import importlib
 import os
 import shutil
 
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 from conftest import power_law_graph
 from hopkit import _backend
-from hopkit.ops import _cuda as cu
 
 torch = pytest.importorskip("torch")
+
+from hopkit import cuda_backend as cb  # noqa: E402 (needs torch)
+from hopkit.cuda_backend import _common as cbc  # noqa: E402
 
 REDUCES = ["sum", "mean", "max", "min"]
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -50,7 +53,7 @@ def test_cuda_module_built_when_nvcc_present():
 @pytest.mark.parametrize("seg_len", [1, 3, 128])
 def test_segment_plan_covers_every_edge_once_in_order(rng, seg_len):
     A = power_law_graph(50, 40, 900, rng, empty=(0, 7, 49))
-    p = cu.segment_plan(A.indptr, seg_len)
+    p = cbc.segment_plan(A.indptr, seg_len)
     deg = A.row_degree()
     assert p["n_segs"] == int(np.maximum(1, -(-deg // seg_len)).sum())
     starts, rows = p["seg_start"], p["seg_row"]
@@ -68,7 +71,7 @@ def test_segment_plan_covers_every_edge_once_in_order(rng, seg_len):
 
 
 def test_segment_plan_empty_graph():
-    p = cu.segment_plan(np.zeros(1, dtype=np.int64), 128)
+    p = cbc.segment_plan(np.zeros(1, dtype=np.int64), 128)
     assert p["n_segs"] == 0 and p["n_split"] == 0 and p["n_slots"] == 0
 
 
@@ -76,7 +79,7 @@ def test_segment_plan_empty_graph():
 def _graph(rng, dtype=np.float64):
     # row 0 has several segments (> SEG_LEN edges); rows 5, 60, 119 are empty
     A = power_law_graph(120, 90, 4000, rng, np.int64, values=dtype, empty=(5, 60, 119))
-    assert A.row_degree().max() > 2 * cu.SEG_LEN
+    assert A.row_degree().max() > 2 * cbc.SEG_LEN
     return A
 
 
@@ -259,7 +262,8 @@ def test_coo_to_csr_on_device_matches_cpu(cuda, rng, index_dtype, with_values, s
 
 def test_transpose_on_device_matches_cpu(cuda, rng):
     A = _graph(rng)
-    t_indptr, t_indices, perm = cu.transpose(A, cuda)
+    t_indptr, t_indices, perm = cb.csr_transpose(torch.from_numpy(A.indptr).to(cuda),
+                                                 torch.from_numpy(A.indices).to(cuda), A.n_cols)
     np.testing.assert_array_equal(t_indptr.cpu().numpy(), A.T.indptr)
     np.testing.assert_array_equal(t_indices.cpu().numpy(), A.T.indices)
     np.testing.assert_array_equal(perm.cpu().numpy(), A.T.perm)
@@ -361,7 +365,8 @@ def test_topk_long_rows_identical_to_cpu(cuda, rng, monkeypatch, dtype, k, n_ite
     chunk-merge pass), long exclusion rows, a query whose scores ascend with
     the item index (every step beats the threshold), several score tiles."""
     n_q = 20
-    monkeypatch.setattr(cu, "TOPK_TILE_SCORES", 3 * n_items)  # 3 queries per tile: 7 tiles
+    monkeypatch.setattr(importlib.import_module("hopkit.cuda_backend.topk"), "TOPK_TILE_SCORES",
+                        3 * n_items)  # 3 queries per tile: 7 tiles
     U = rng.integers(-3, 4, (n_q, 8)).astype(np.float64)
     It = rng.integers(-3, 4, (n_items, 8)).astype(np.float64)
     It[:, 0] = np.arange(n_items) * 2.0**-10  # exact in float32: every score is exact
@@ -390,3 +395,76 @@ def test_topk_nan_and_exclusion_rows(cuda, rng):
     np.testing.assert_array_equal(i.cpu().numpy(), i_c)
     assert (i.cpu().numpy() != 7).all()
     assert ((i == -1) == torch.isneginf(s)).all()
+
+
+# ---------------------------------------------------------------- the ops that got a CUDA path
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 20, 300])
+def test_topk_scores_and_item_index_identical_to_cpu(cuda, rng, dtype, k):
+    npdt = np.float32 if dtype == torch.float32 else np.float64
+    S = rng.integers(-3, 4, (40, 9000)).astype(npdt)
+    S[3, 10] = np.nan
+    train = power_law_graph(40, 9000, 5000, rng, empty=(5,))
+    s_c, i_c = hopkit.topk_scores(S, k, exclude=train)
+    s_g, i_g = hopkit.topk_scores(torch.from_numpy(S).to(cuda), k, exclude=train)
+    np.testing.assert_array_equal(i_g.cpu().numpy(), i_c)
+    np.testing.assert_array_equal(s_g.cpu().numpy(), s_c)
+    Q = rng.integers(-3, 4, (40, 8)).astype(npdt)
+    It = rng.integers(-3, 4, (9000, 8)).astype(npdt)
+    index = hopkit.ItemIndex(torch.from_numpy(It).to(cuda))
+    s_g, i_g = hopkit.topk(torch.from_numpy(Q).to(cuda), index, k, exclude=train)
+    s_c, i_c = hopkit.topk(Q, It, k, exclude=train)
+    np.testing.assert_array_equal(i_g.cpu().numpy(), i_c)
+    np.testing.assert_array_equal(s_g.cpu().numpy(), s_c)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bpr_loss_and_gradients_match_cpu(cuda, rng, shared, dtype):
+    U = torch.randn(300, 32, dtype=dtype)
+    V = U if shared else torch.randn(500, 32, dtype=dtype)
+    n_items = V.shape[0]
+    ids = [torch.from_numpy(rng.integers(0, m, 4096)) for m in (300, n_items, n_items)]
+    outs = []
+    for dev in ("cpu", cuda):
+        u = U.to(dev).requires_grad_()
+        v = u if shared else V.to(dev).requires_grad_()
+        loss = hopkit.bpr_loss(u, v, *(i.to(dev) for i in ids))
+        loss.backward()
+        outs.append((loss.detach().cpu(), u.grad.cpu(), None if shared else v.grad.cpu()))
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-14)
+    for a, b in zip(*outs, strict=True):
+        if a is not None:
+            torch.testing.assert_close(b, a, **tol)
+    u = U.double().to(cuda).requires_grad_()
+    torch.autograd.gradcheck(lambda t: hopkit.bpr_loss(t, t, *(i.to(cuda) % 300 for i in ids)),
+                             (u,))
+    g1 = torch.autograd.grad(hopkit.bpr_loss(u, u, *(i.to(cuda) % 300 for i in ids)), u)[0]
+    g2 = torch.autograd.grad(hopkit.bpr_loss(u, u, *(i.to(cuda) % 300 for i in ids)), u)[0]
+    assert torch.equal(g1, g2)  # deterministic: no atomics
+
+
+@pytest.mark.parametrize("users_dtype", [torch.int32, torch.int64])
+def test_sample_negatives_identical_to_cpu(cuda, rng, users_dtype):
+    G = power_law_graph(200, 300, 20000, rng, empty=(7,))
+    R = hopkit.CSR.from_coo(G.row_ids(), G.indices, shape=G.shape, sum_duplicates=True)
+    users = torch.from_numpy(rng.integers(0, 200, 5000)).to(users_dtype)
+    for seed in (0, 123, 2**64 - 1):
+        want = hopkit.sample_negatives(R, users.numpy(), 4, seed=seed)
+        got = hopkit.sample_negatives(R, users.to(cuda), 4, seed=seed)
+        assert got.device.type == "cuda" and got.dtype == users_dtype
+        np.testing.assert_array_equal(got.cpu().numpy(), want)  # the same draws
+
+
+def test_nn_modules_on_cuda_match_cpu(cuda, rng):
+    from hopkit.nn import GATConv, LGConv, LightGCNPropagation
+
+    ei = torch.from_numpy(rng.integers(0, 60, (2, 400)))
+    x = torch.randn(60, 8, dtype=torch.float64)
+    w = torch.rand(400, dtype=torch.float64)
+    for mod in (LGConv(), LightGCNPropagation(3)):
+        torch.testing.assert_close(mod(x.to(cuda), ei.to(cuda), w.to(cuda)).cpu(), mod(x, ei, w),
+                                   rtol=1e-10, atol=1e-12)
+    gat = GATConv(8, 4, heads=2).double()
+    torch.testing.assert_close(gat.to(cuda)(x.to(cuda), ei.to(cuda)).cpu(),
+                               gat.cpu()(x, ei), rtol=1e-10, atol=1e-12)

@@ -221,35 +221,3 @@ def test_gatconv_refusals():
         GATConv((4, 5), 4)
     with pytest.raises(ValueError, match="return_attention_weights are not supported"):
         GATConv(4, 4)(torch.randn(3, 4), torch.tensor([[0], [1]]), return_attention_weights=True)
-
-
-def test_public_op_path_equals_pyg(monkeypatch):
-    """The path CUDA tensors take (the graph grouped on the host, weights put
-    in its CSR order, the public ops) gives PyG's outputs and gradients too;
-    run here on CPU tensors by sending them down that path."""
-    import hopkit.nn as hnn
-    from hopkit.nn import GATConv
-
-    monkeypatch.setattr(hnn, "_on_public_ops", lambda x: True)
-    rng = np.random.default_rng(11)
-    ei = random_edge_index(rng)
-    x = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
-    w = torch.rand(ei.shape[1], dtype=torch.float64, requires_grad=True)
-    for normalize in (True, False):
-        a, b = LGConv(normalize=normalize)(x, ei, w), pyg.LGConv(normalize=normalize)(x, ei, w)
-        torch.testing.assert_close(a, b, **TOL)
-        for ga, gb in zip(grads(a, [x, w]), grads(b, [x, w]), strict=True):
-            torch.testing.assert_close(ga, gb, **TOL)
-    from torch_geometric.utils import scatter
-
-    torch.testing.assert_close(SpMM("max")(x, ei), scatter(x[ei[0]], ei[1], 0, dim_size=50,
-                                                           reduce="max"), **TOL)
-    h, acc = x, x
-    for _ in range(3):
-        h = pyg.LGConv()(h, ei)
-        acc = acc + h
-    torch.testing.assert_close(LightGCNPropagation(3)(x, ei), acc / 4, **TOL)
-    ref = pyg.GATConv(8, 4, heads=2).double()
-    ours = GATConv(8, 4, heads=2).double()
-    ours.load_state_dict(ref.state_dict())
-    torch.testing.assert_close(ours(x, ei), ref(x, ei), **TOL)

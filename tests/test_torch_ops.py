@@ -1,6 +1,7 @@
 """The torch operators (torch.ops.hopkit.*): torch.library.opcheck (schema,
 fake kernel, autograd registration, AOT dispatch with dynamic shapes) for
-every operator, double backward of the linear ones, and the import rules."""
+every operator on CPU and, where a GPU and the CUDA build are present, on
+CUDA; double backward of the linear ones, and the import rules."""
 
 import ast
 import pathlib
@@ -90,8 +91,31 @@ def cases():
 CASES = list(cases())
 
 
+def gpu_present():
+    from hopkit import _backend
+
+    return _backend.cuda_module() is not None and torch.cuda.is_available()
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not gpu_present(), reason="no CUDA device (or hopkit._cuda not built)"))]
+
+
+def on_device(args, device):
+    """The case's tensors on ``device`` (leaves stay leaves)."""
+    def move(a):
+        if not isinstance(a, torch.Tensor):
+            return a
+        return a.detach().to(device).requires_grad_(a.requires_grad)
+
+    return tuple(move(a) for a in args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name,args", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
-def test_opcheck(name, args):
+def test_opcheck(name, args, device):
+    if device != "cpu":
+        args = on_device(args, device)
     torch.library.opcheck(getattr(torch.ops.hopkit, name).default, args)
 
 

@@ -14,6 +14,8 @@ void bind_cuda_spmm(py::module_& m);
 void bind_cuda_propagate(py::module_& m);
 void bind_cuda_attention(py::module_& m);
 void bind_cuda_topk(py::module_& m);
+void bind_cuda_bpr(py::module_& m);
+void bind_cuda_sampling(py::module_& m);
 
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "hopkit CUDA kernels";
@@ -31,4 +33,6 @@ PYBIND11_MODULE(_cuda, m) {
   bind_cuda_propagate(m);
   bind_cuda_attention(m);
   bind_cuda_topk(m);
+  bind_cuda_bpr(m);
+  bind_cuda_sampling(m);
 }

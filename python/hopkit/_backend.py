@@ -1,10 +1,13 @@
-"""Backend selection: one place decides native | numba | numpy for each call.
+"""Backend selection: one place decides native | numba | numpy | cuda for each call.
 
-Every backend module implements the same out-parameter contract on validated,
-C-contiguous NumPy arrays (see ``hopkit/reference.py`` for the contract and the
-oracle). ``backend=None`` or ``"auto"`` takes ``HOPKIT_BACKEND`` if set, else the
-native extension, else Numba, else the NumPy reference; falling back past the
-native extension warns once.
+Every backend module implements the same out-parameter contract (see
+``hopkit/reference.py`` for the contract and the oracle): the CPU backends on
+validated, C-contiguous NumPy arrays, the CUDA backend (``hopkit.cuda_backend``)
+on torch CUDA tensors. For CPU data, ``backend=None`` or ``"auto"`` takes
+``HOPKIT_BACKEND`` if set, else the native extension, else Numba, else the
+NumPy reference; falling back past the native extension warns once. For
+CUDA tensors (``device``), "auto", "native" and "cuda" resolve to the CUDA
+backend; a CPU-only choice, or no CUDA build, is a TypeError.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import importlib
 import os
 import warnings
 
-BACKENDS = ("auto", "native", "numba", "numpy")
+BACKENDS = ("auto", "native", "numba", "numpy", "cuda")
+DEVICE_TYPES = ("cuda",)  # device types the CUDA backend serves (a test hook widens it)
 _cache: dict[str, object] = {}
 _warned = False
 
@@ -74,13 +78,32 @@ def available() -> dict[str, bool]:
     }
 
 
-def resolve(backend: str | None, op: str = "hopkit"):
-    """Return the backend module for ``backend`` (None/"auto" -> env or best)."""
+def cuda_backend():
+    """The CUDA backend (hopkit.cuda_backend: the contract on device tensors)."""
+    return importlib.import_module("hopkit.cuda_backend")
+
+
+def resolve(backend: str | None, op: str = "hopkit", device=None):
+    """Return the backend module for ``backend`` (None/"auto" -> env or best)
+    and, for tensors, their ``device`` (a torch.device or None for CPU data)."""
     global _warned
+    if device is not None and device.type in DEVICE_TYPES:
+        name = "auto" if backend is None else str(backend).lower()
+        if name not in ("auto", "native", "cuda"):
+            raise TypeError(f"{op}: backend={backend!r} runs on CPU arrays; got tensors on "
+                            f"{device} (use backend='auto' or move the inputs to the CPU)")
+        if cuda_module() is None:
+            raise TypeError(f"{op}: got CUDA tensors ({device}) but hopkit was built without "
+                            "CUDA; move them to the CPU or rebuild with HOPKIT_CUDA=ON")
+        return cuda_backend()
+    if device is not None and device.type != "cpu":
+        raise TypeError(f"{op}: tensors are on {device}; hopkit runs on CPU and CUDA tensors")
     name = backend if backend is not None else os.environ.get("HOPKIT_BACKEND", "auto")
     name = str(name).lower()
     if name not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {name!r}")
+    if name == "cuda":
+        raise TypeError(f"{op}: backend='cuda' needs CUDA tensors, got CPU data")
     if name == "native":
         mod = native_module()
         if mod is None:
@@ -108,6 +131,8 @@ def resolve(backend: str | None, op: str = "hopkit"):
 
 
 def name_of(mod) -> str:
+    if getattr(mod, "TAKES_TENSORS", False):
+        return "cuda"
     if mod is native_module():
         return "native"
     if mod is reference_module():

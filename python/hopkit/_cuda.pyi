@@ -5,7 +5,7 @@ Arrays arrive as device pointers (``int``, torch's ``data_ptr()``; 0 = null)
 and streams as ``int`` (``cuda_stream``); a CSR as the descriptor
 ``csr = (indptr, indices, n_rows, n_cols, nnz)`` and a row plan as
 ``plan = (seg_start, seg_row, seg_slot, n_segs, seg_len, split_row, split_ptr,
-n_split, n_slots)``. Arguments are validated in ``hopkit/ops/_cuda.py``;
+n_split, n_slots)``. Called by ``hopkit/cuda_backend`` on validated tensors;
 kernels launch on the given stream. The parameter names are the ``py::arg``
 names of the bindings (tests/test_bindings.py).
 """
@@ -184,3 +184,49 @@ def topk_select(
     stream: int,
 ) -> int:
     """Per-query top-k selection over score rows; ws = -1 returns the workspace bytes instead."""
+
+# ---------------------------------------------------------------- BPR
+def bpr_scores(
+    dtype: int,
+    U: int,
+    V: int,
+    F: int,
+    ids_i64: bool,
+    users: int,
+    pos: int,
+    neg: int,
+    B: int,
+    x: int,
+    stream: int,
+) -> None:
+    """BPR margins x[b] = U[users[b]] . (V[neg[b]] - V[pos[b]]) on device pointers."""
+
+def bpr_rows(
+    dtype: int,
+    Src: int,
+    F: int,
+    n_rows: int,
+    row_ptr: int,
+    src: int,
+    w: int,
+    out: int,
+    stream: int,
+) -> None:
+    """BPR gradient rows out[r] = sum_s w[s] * Src[src[s]] over a row-sorted slot list."""
+
+# ---------------------------------------------------------------- sampling
+def sample_negatives(
+    indptr: int,
+    indices: int,
+    indices_i64: bool,
+    n_items: int,
+    users: int,
+    users_i64: bool,
+    n_batch: int,
+    n_neg: int,
+    seed: int,
+    out: int,
+    out_i64: bool,
+    stream: int,
+) -> None:
+    """Uniform negatives per (user, j) rejecting the user's positives (the CPU draws)."""

@@ -226,7 +226,7 @@ class CSR:
         op = "CSR.from_coo"
         if any((is_tensor(x) and x.device.type == "cuda") or _is_cupy(x)
                for x in (row, col, values)):
-            from .ops._cuda import csr_from_coo  # sorted on the device (csrc/cuda/csr.cu)
+            from .cuda_backend.csr import csr_from_coo  # sorted on the device (csrc/cuda/csr.cu)
 
             return csr_from_coo(cls, row, col, values, shape, sum_duplicates)
         row = _index_array(row, "row", op)

@@ -16,11 +16,10 @@ is reused until ``reset_parameters()`` (the caller promises the graph does not
 change). The graph is built by hopkit's operators on every call otherwise, so
 a module can never answer for a graph other than the one passed.
 
-CPU tensors run on hopkit's torch operators (what torch.compile traces).
-CUDA tensors (not yet operators, docs/compile.md) run on the public ops: the
-graph is grouped on the host, weights are put in its CSR order on the
-device, and ``hopkit.spmm`` / ``propagate`` / ``attention_aggregate`` take
-their CUDA path.
+CPU and CUDA tensors alike run on hopkit's torch operators (what
+torch.compile traces): an ``edge_index`` is grouped on its device by
+``hopkit::edge_index_csr``; a sparse matrix or ``hopkit.CSR`` becomes a CSR on
+the host whose tensors are uploaded to x's device once (cached on the CSR).
 """
 
 from __future__ import annotations
@@ -61,32 +60,17 @@ def _check_edge_index(op, adj, edge_weight, dtype):
                             f"{edge_weight.dtype}")
 
 
-def _on_public_ops(x) -> bool:
-    """Tensors that the operators do not serve yet (CUDA) take the public ops."""
-    return x.device.type != "cpu"
-
-
 def _host(t):
     return t if t.device.type == "cpu" else t.cpu()
 
 
-def public_csr(g, w, device):
-    """(hopkit.CSR of g, w in its CSR order on ``device``) for the public ops."""
-    A = CSR(g.indptr.numpy(), g.indices.numpy(), shape=(g.n_rows, g.n_cols), validate=False)
-    if w is not None:
-        w = w.to(device)
-        if g.eid is not None:
-            w = w[g.eid.to(device)]
-    return A, w
-
-
-def adjacency(op, adj, num_nodes, edge_weight, dtype):
+def adjacency(op, adj, num_nodes, edge_weight, dtype, device):
     """(Graph, weights or None) for any adjacency a PyG layer takes; weights in
     the graph's edge order (edge_index column order for an edge_index). The
-    Graph lives on the host whatever the inputs' device."""
+    Graph's tensors are on ``device`` (x's)."""
     if _is_edge_index(adj):
         _check_edge_index(op, adj, edge_weight, dtype)
-        return _g.from_edge_index(_host(adj), num_nodes), edge_weight
+        return _g.from_edge_index(adj.to(device), num_nodes), edge_weight
     if edge_weight is not None:
         raise ValueError(f"{op}: edge_weight is for an edge_index; a sparse adjacency carries "
                          "its weights as its values")
@@ -104,7 +88,7 @@ def adjacency(op, adj, num_nodes, edge_weight, dtype):
     if A.n_rows != num_nodes or A.n_cols != num_nodes:
         raise ValueError(f"{op}: the adjacency must be {num_nodes} x {num_nodes} (x has "
                          f"{num_nodes} rows), got {A.shape}")
-    return _g.from_csr(A), _g.values_of(A, dtype)
+    return _g.from_csr(A, device), _g.values_of(A, dtype, device)
 
 
 def gcn_norm(g, w, n, dtype):
@@ -117,7 +101,7 @@ def gcn_norm(g, w, n, dtype):
         rows, cols = rows.new_empty(rows.shape).index_copy_(0, g.eid, rows), \
             cols.new_empty(cols.shape).index_copy_(0, g.eid, cols)
     if w is None:
-        w = torch.ones(rows.shape[0], dtype=dtype)
+        w = torch.ones(rows.shape[0], dtype=dtype, device=g.indptr.device)
     rows, cols = rows.to(w.device), cols.to(w.device)
     deg = torch.zeros(n, dtype=dtype, device=w.device).index_add(0, rows, w)
     dinv = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
@@ -126,7 +110,8 @@ def gcn_norm(g, w, n, dtype):
 
 def _row_ids(g):
     deg = g.indptr[1:] - g.indptr[:-1]
-    return torch.repeat_interleave(torch.arange(g.n_rows), deg, output_size=g.indices.shape[0])
+    return torch.repeat_interleave(torch.arange(g.n_rows, device=deg.device), deg,
+                                   output_size=g.indices.shape[0])
 
 
 class _GraphModule(torch.nn.Module):
@@ -143,7 +128,7 @@ class _GraphModule(torch.nn.Module):
     def _graph(self, x, adj, edge_weight):
         if self._cached_graph is not None:
             return self._cached_graph
-        g, w = adjacency(type(self).__name__, adj, x.shape[0], edge_weight, x.dtype)
+        g, w = adjacency(type(self).__name__, adj, x.shape[0], edge_weight, x.dtype, x.device)
         if self.normalize:
             w = gcn_norm(g, w, x.shape[0], x.dtype)
         if self.cached:
@@ -165,9 +150,6 @@ class LGConv(_GraphModule):
 
     def forward(self, x, adj, edge_weight=None):
         g, w = self._graph(x, adj, edge_weight)
-        if _on_public_ops(x):
-            A, wc = public_csr(g, w, x.device)
-            return spmm(A, x, "sum", wc)
         msg = MESSAGES["mul"] if w is not None else MESSAGES["copy"]
         return spmm_graph(g, x, w, msg, REDUCES["sum"], False, None)[0]
 
@@ -187,9 +169,6 @@ class SpMM(_GraphModule):
 
     def forward(self, x, adj, edge_weight=None):
         g, w = self._graph(x, adj, edge_weight)
-        if _on_public_ops(x):
-            A, wc = public_csr(g, w, x.device)
-            return spmm(A, x, self.reduce, wc)
         msg = MESSAGES["mul"] if w is not None else MESSAGES["copy"]
         return spmm_graph(g, x, w, msg, REDUCES[self.reduce], False, None)[0]
 
@@ -210,9 +189,6 @@ class LightGCNPropagation(_GraphModule):
 
     def forward(self, x, adj, edge_weight=None):
         g, w = self._graph(x, adj, edge_weight)
-        if _on_public_ops(x):
-            A, wc = public_csr(g, w, x.device)
-            return propagate(A, x, self.layers, self.combine, wc)
         return _propagate_op(*g.args, x, w, None, self.alpha, "auto")
 
 
@@ -281,19 +257,16 @@ class GATConv(torch.nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
             raise ValueError(f"{op}: x must be a 2-D tensor [num_nodes, in_channels]")
         H, C, n = self.heads, self.out_channels, x.shape[0]
-        g = self._graph(op, edge_index, n)
+        g = self._graph(op, edge_index, n, x.device)
         h = self.lin(x)
         hh = h.view(-1, H, C)
         a_src, a_dst = (hh * self.att_src).sum(-1), (hh * self.att_dst).sum(-1)
         if g.n_rows > n:  # the self-loop graph's sink node (torch_ops.graph.from_edge_index)
             h, a_src, a_dst = (torch.nn.functional.pad(t, (0, 0, 0, 1)) for t in (h, a_src, a_dst))
-        if _on_public_ops(x):
-            out = attention_aggregate(public_csr(g, None, x.device)[0], a_dst, a_src, h, H,
-                                      "gat", negative_slope=self.negative_slope)[:n]
-        else:
-            out = torch.ops.hopkit.attention_aggregate(
-                g.indptr, g.indices, g.t_indptr, g.t_indices, g.n_cols, a_dst, a_src, h, H, 1,
-                None, float(self.negative_slope), "auto")[0][:n]
+        out = torch.ops.hopkit.attention_aggregate(
+            g.indptr, g.indices, g.t_indptr, g.t_indices, g.n_cols, a_dst.contiguous(),
+            a_src.contiguous(), h.contiguous(), H, 1, None, float(self.negative_slope),
+            "auto")[0][:n]
         if not self.concat:
             out = out.view(-1, H, C).mean(dim=1)
         if self.res is not None:
@@ -302,15 +275,15 @@ class GATConv(torch.nn.Module):
             out = out + self.bias
         return out
 
-    def _graph(self, op, adj, n):
+    def _graph(self, op, adj, n, device):
         if _is_edge_index(adj):
             _check_edge_index(op, adj, None, None)
         else:
-            g, _ = adjacency(op, adj, n, None, torch.float64)
+            g, _ = adjacency(op, adj, n, None, torch.float64, device)
             if not self.add_self_loops:
                 return g
             adj = torch.stack([g.indices.to(torch.int64), _row_ids(g)])  # as an edge_index
-        return _g.from_edge_index(_host(adj), n, self_loops=self.add_self_loops)
+        return _g.from_edge_index(adj.to(device), n, self_loops=self.add_self_loops)
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
@@ -374,8 +347,8 @@ class GraphNetworkBlock(torch.nn.Module):
                                  f"{tuple(t.shape)}")
         if A.n_rows != A.n_cols:
             raise ValueError(f"{op}: A must be square (one node set), got shape {A.shape}")
-        g = _g.from_csr(A)
-        rows, cols = _row_ids(g).to(x.device), g.indices.to(x.device, torch.int64)
+        g = _g.from_csr(A, x.device)
+        rows, cols = _row_ids(g), g.indices.to(torch.int64)
         e_new = self.edge_mlp(torch.cat([e, x[cols], x[rows], u.expand(A.nnz, -1)], dim=1))
         if self.message == "edge":
             agg = spmm(A, None, self.reduce, e_new)

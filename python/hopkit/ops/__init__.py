@@ -3,7 +3,8 @@
 One module per op (``spmm.py``, ...), matching ``csrc/cpu/<op>.cpp``. This
 package is the only place that knows about torch vs NumPy, validation,
 allocation and backend choice: NumPy in gives NumPy out; torch in gives torch
-out on the same device, differentiable through ``hopkit.autograd.<op>``.
+out on the same device, differentiable through the torch operators
+(``hopkit.torch_ops``), on CPU and CUDA alike.
 """
 
 from .attention import attention_aggregate

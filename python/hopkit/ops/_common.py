@@ -11,7 +11,8 @@ FLOATS = (np.float32, np.float64)
 
 
 def check_device(op, **tensors):
-    """CPU tensors only until the CUDA kernels exist; all inputs on one device."""
+    """The device check of CPU data (CUDA inputs go through ops/_cuda.route);
+    all inputs on one device."""
     from .._backend import cuda_module
 
     devices = {name: t.device for name, t in tensors.items() if is_tensor(t)}
@@ -45,7 +46,17 @@ def check_ids_meta(op, name, a):
 
 def check_ids(op, name, a, n, of):
     """a must be a 1-D integer array (or tensor) with values in [0, n), the
-    rows of ``of``; returns it as a NumPy array (dtype unchanged)."""
+    rows of ``of``; returns it as a NumPy array (dtype unchanged), or a
+    tensor as it is (checked where it lives: one flag read back from a
+    device)."""
+    if is_tensor(a):
+        check_ids_meta(op, name, a)
+        bad = (a < 0) | (a >= n)
+        if a.numel() and bool(bad.any()):
+            b = int(bad.nonzero()[0, 0])
+            raise ValueError(f"{op}: {name} must lie in [0, {n}) (rows of {of}); {name}[{b}] = "
+                             f"{int(a[b])}")
+        return a
     a = to_numpy(a)
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)

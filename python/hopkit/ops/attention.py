@@ -13,7 +13,6 @@ from ..csr import CSR, as_csr
 from ._common import check_contiguous
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
-from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
 
 SCORES = codes.SCORES
@@ -24,11 +23,6 @@ def default_scale(dk):
 
 
 def attention_forward_np(A: CSR, Qn, Kn, Vn, heads, dk, dv, score, scale, slope, be):
-    if _is_cuda(be):  # device tensors (ops/_cuda.py)
-        from . import _cuda
-
-        return _cuda.attention_forward(A, Qn, Kn, Vn, heads, dk, dv, score, scale, slope,
-                                       Qn.device)
     out = np.empty((A.n_rows, heads * dv), dtype=Qn.dtype)
     lse = np.empty((A.n_rows, heads), dtype=Qn.dtype)
     be.attention_forward(A.indptr, A.indices, A.n_rows, A.n_cols, Qn, Kn, Vn, heads, dk, dv,
@@ -38,11 +32,6 @@ def attention_forward_np(A: CSR, Qn, Kn, Vn, heads, dk, dv, score, scale, slope,
 
 def attention_backward_np(A: CSR, Qn, Kn, Vn, heads, dk, dv, score, scale, slope, out, dout,
                           lse, be):
-    if _is_cuda(be):
-        from . import _cuda
-
-        return _cuda.attention_backward(A, Qn, Kn, Vn, heads, dk, dv, score, scale, slope, out,
-                                        dout, lse, Qn.device)
     AT = A.T
     dQ, dK, dV = np.empty_like(Qn), np.empty_like(Kn), np.empty_like(Vn)
     be.attention_backward(A.indptr, A.indices, AT.indptr, AT.indices, A.n_rows, A.n_cols, Qn,
@@ -90,7 +79,6 @@ def attention_aggregate(A, Q, K, V, heads=1, score="dot", *, scale=None, negativ
     if dev is not None:
         for name, t in (("Q", Q), ("K", K), ("V", V)):
             check_contiguous(op, name, t)
-        Qn, Kn, Vn = Q.detach(), K.detach(), V.detach()
     if Kn.shape[1] != Qn.shape[1]:
         raise ValueError(f"{op}: K must have the width of Q ({Qn.shape[1]}), got {Kn.shape[1]}")
     if score == "gat":
@@ -107,18 +95,12 @@ def attention_aggregate(A, Q, K, V, heads=1, score="dot", *, scale=None, negativ
     # x - x == 0 is False exactly for inf and NaN, and traces (math.isfinite does not)
     if not (scale is None or float(scale) - float(scale) == 0) or not slope - slope == 0:
         raise ValueError(f"{op}: scale and negative_slope must be finite, got {scale}, {slope}")
-    if dev is None and (is_tensor(Q) or is_tensor(K) or is_tensor(V)):
+    if is_tensor(Q) or is_tensor(K) or is_tensor(V):  # hopkit::attention_aggregate
         from ..torch_ops.attention import attention_csr
 
         # the default scale is resolved inside the operator (dk may be symbolic)
         scale = None if scale is None else float(scale)
-        return attention_csr(A, Q, K, V, heads, SCORES[score], scale, slope, backend)
+        return back(attention_csr(A, Q, K, V, heads, SCORES[score], scale, slope, backend))
     scale = default_scale(dk) if scale is None else float(scale)
-    if dev is not None:
-        from ..autograd.attention import attention_torch
-        from ._cuda import CUDA
-
-        args = (heads, dk, dv, SCORES[score], scale, slope, CUDA)
-        return back(attention_torch(A, Q, K, V, Qn, Kn, Vn, args))
     be = _backend.resolve(backend, op)
     return attention_forward_np(A, Q, K, V, heads, dk, dv, SCORES[score], scale, slope, be)[0]

@@ -6,9 +6,11 @@ import numpy as np
 
 from .. import _backend
 from .._torch import is_tensor
+from ._common import check_contiguous
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
 from ._common import check_ids as _check_ids
+from ._cuda import route as _route
 
 
 def bpr_inputs(op, user_emb, item_emb, users, pos, neg):
@@ -28,13 +30,17 @@ def bpr_inputs(op, user_emb, item_emb, users, pos, neg):
     return Un, Vn, shared, u, p, n
 
 
-def bpr_tables(op, user_emb, item_emb, users, pos, neg):
+def bpr_tables(op, user_emb, item_emb, users, pos, neg, cuda=False):
     """(U, V, shared) checked from metadata (NumPy tables come back
-    C-contiguous, tensors as they are)."""
-    _check_device(op, user_emb=user_emb, item_emb=item_emb, users=users, pos=pos, neg=neg)
+    C-contiguous, tensors as they are; CUDA tables must be contiguous)."""
+    if not cuda:
+        _check_device(op, user_emb=user_emb, item_emb=item_emb, users=users, pos=pos, neg=neg)
     shared = item_emb is user_emb
     Un = _check_dense(op, "user_emb", user_emb)
     Vn = Un if shared else _check_dense(op, "item_emb", item_emb, dtype=Un.dtype)
+    if cuda:
+        for name, t in (("user_emb", Un), ("item_emb", Vn)):
+            check_contiguous(op, name, t)
     if Vn.shape[1] != Un.shape[1]:
         raise ValueError(f"{op}: item_emb must have the {Un.shape[1]} columns of user_emb, "
                          f"got shape {tuple(Vn.shape)}")
@@ -57,7 +63,8 @@ def bpr_loss(user_emb, item_emb, users, pos, neg, backend=None):
 
     Parameters
     ----------
-    user_emb : [n_users, F] float32/float64 NumPy array or CPU torch tensor.
+    user_emb : [n_users, F] float32/float64 NumPy array or torch tensor (CPU
+        or CUDA; ids on the tables' device).
     item_emb : [n_items, F], same dtype. Pass ``user_emb`` itself (the same
         object) when users and items are rows of one table (LightGCN's
         propagated [users; items] matrix, item ids already offset): the
@@ -70,14 +77,20 @@ def bpr_loss(user_emb, item_emb, users, pos, neg, backend=None):
     size [B, F] is built: the forward is one pass computing the B margins
     (dot products in float64), the backward writes the dense gradient tables
     directly, each row summed by one thread in a fixed order (the same bits
-    for any thread count). CPU only in this build.
+    for any thread count; on CUDA, each row by one warp in a fixed order).
     """
     op = "bpr_loss"
-    if is_tensor(user_emb) or is_tensor(item_emb):
+    shared_in = item_emb is user_emb
+    dev, ins, back = _route(op, backend, user_emb=user_emb,
+                            item_emb=None if shared_in else item_emb, users=users, pos=pos,
+                            neg=neg)
+    if is_tensor(ins["user_emb"]) or is_tensor(ins["item_emb"]):
         from ..torch_ops.bpr import bpr_loss_tensors
 
-        U, V, shared = bpr_tables(op, user_emb, item_emb, users, pos, neg)
-        return bpr_loss_tensors(op, U, None if shared else V, users, pos, neg, backend)
+        user_emb, users, pos, neg = ins["user_emb"], ins["users"], ins["pos"], ins["neg"]
+        item_emb = user_emb if shared_in else ins["item_emb"]
+        U, V, shared = bpr_tables(op, user_emb, item_emb, users, pos, neg, dev is not None)
+        return back(bpr_loss_tensors(op, U, None if shared else V, users, pos, neg, backend))
     Un, Vn, shared, u, p, n = bpr_inputs(op, user_emb, item_emb, users, pos, neg)
     be = _backend.resolve(backend, op)
     x = bpr_scores_np(Un, Vn, shared, u, p, n, be)
@@ -88,13 +101,3 @@ def bpr_scores_np(Un, Vn, shared, u, p, n, be):
     x = np.empty(u.shape[0], dtype=Un.dtype)
     be.bpr_scores(Un, Vn, Un.shape[1], u, p, n, shared, x)
     return x
-
-
-def bpr_grads_np(Un, Vn, shared, u, p, n, x, g, be):
-    """(dU, dV) of g * mean_b softplus(x_b); dV is dU when shared."""
-    c = (g * sigmoid(x) / x.shape[0]).astype(Un.dtype)
-    # np.zeros callocs: the pages of rows the batch never touches stay unmapped
-    dU = np.zeros(Un.shape, Un.dtype)
-    dV = dU if shared else np.zeros(Vn.shape, Vn.dtype)
-    be.bpr_backward(Un, Vn, Un.shape[1], u, p, n, shared, c, dU, dV)
-    return dU, dV

@@ -13,7 +13,6 @@ from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
 from ._common import check_edge_weight
 from ._common import to_numpy as _to_numpy
-from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
 
 COMBINES = ("mean", "sum", "last")
@@ -60,12 +59,7 @@ def _edge_weights(op, A: CSR, edge_weight, dtype, torch_mode, cuda=False):
 
 
 def propagate_np(A: CSR, Xn, alpha, E, eperm, be):
-    """The NumPy-level call: out [n_rows, F]; one work buffer when layers >= 2.
-    With the CUDA backend, Xn / E / eperm are device tensors (ops/_cuda.py)."""
-    if _is_cuda(be):
-        from . import _cuda
-
-        return _cuda.propagate(A, Xn, alpha, E, eperm, Xn.device)
+    """The NumPy-level call: out [n_rows, F]; one work buffer when layers >= 2."""
     F = Xn.shape[1]
     out = np.empty((A.n_rows, F), dtype=Xn.dtype)
     work = np.empty((A.n_rows, F), dtype=Xn.dtype) if len(alpha) > 2 else None
@@ -126,14 +120,8 @@ def propagate(A, X, layers=3, combine="mean", edge_weight=None, backend=None):
         raise ValueError(f"{op}: gradients wrt edge_weight are not supported (the fused "
                          "backward keeps no activations); use hopkit.spmm per layer, or "
                          "pass edge_weight.detach()")
-    if cuda:  # the autograd Function with the CUDA backend (ops/_cuda.py)
-        from ..autograd.propagate import propagate_torch
-        from . import _cuda
-
-        E = _cuda.edge_values(A, dev, X.dtype) if E is None else E
-        return back(propagate_torch(A, X, X.detach(), alpha, E, from_values, _cuda.CUDA))
-    if torch_mode:
+    if torch_mode:  # hopkit::propagate, on every device
         from ..torch_ops.propagate import propagate_csr
 
-        return propagate_csr(A, X, E, alpha, backend)
+        return back(propagate_csr(A, X, E, alpha, backend))
     return propagate_np(A, X, alpha, E, None, _backend.resolve(backend, op))

@@ -10,6 +10,7 @@ from ..csr import CSR, as_csr
 from ._common import check_device as _check_device
 from ._common import check_ids as _check_ids
 from ._common import check_ids_meta as _check_ids_meta
+from ._cuda import route as _route
 
 
 def _check_rows_sorted(op, R: CSR):
@@ -51,14 +52,19 @@ def sample_negatives(R, users, n_neg=1, seed=0, backend=None):
         ``(seed, b * n_neg + j)`` (counter-based splitmix64), so the result is
         the same for every thread count and backend.
 
-    Returns an array (or tensor, if ``users`` is one) [B, n_neg] with the
-    dtype of ``users``, int64 when R has more than 2**31 columns: items not
-    in the user's row, uniform over those items; -1 for a user who has
-    interacted with every item.
+    Returns an array (or tensor, if ``users`` is one, on its device) [B, n_neg]
+    with the dtype of ``users``, int64 when R has more than 2**31 columns:
+    items not in the user's row, uniform over those items; -1 for a user who
+    has interacted with every item. CUDA ``users`` get the same items as on
+    the CPU (the draws are the same counter-based stream; R is uploaded once
+    and cached on it).
     """
     op = "sample_negatives"
     R = as_csr(R, op, "R")
-    _check_device(op, users=users)
+    dev, ins, back = _route(op, backend, users=users)
+    users = ins["users"]
+    if dev is None:
+        _check_device(op, users=users)
     if isinstance(n_neg, bool) or not isinstance(n_neg, (int, np.integer)) or n_neg < 0:
         raise ValueError(f"{op}: n_neg must be an integer >= 0, got {n_neg!r}")
     if R.n_cols >= 2**32:
@@ -69,7 +75,7 @@ def sample_negatives(R, users, n_neg=1, seed=0, backend=None):
         from ..torch_ops.sampling import sample_negatives_tensors
 
         _check_ids_meta(op, "users", users)
-        return sample_negatives_tensors(R, users, int(n_neg), seed, backend)
+        return back(sample_negatives_tensors(R, users, int(n_neg), seed, backend))
     return negatives_np(R.indptr, R.indices, R.n_rows, R.n_cols, users, int(n_neg), seed,
                         _backend.resolve(backend, op))
 

@@ -10,7 +10,6 @@ from ..csr import CSR, as_csr
 from ._common import check_dense as _check_dense
 from ._common import check_device as _check_device
 from ._common import check_edge_weight
-from ._cuda import is_cuda_backend as _is_cuda
 from ._cuda import route as _route
 
 REDUCES = codes.REDUCES
@@ -38,21 +37,12 @@ def _edge_features(op, A: CSR, edge_weight, F, dtype, message, torch_mode=False,
 
 
 # ---------------------------------------------------------------- kernel level
-# NumPy arrays for the CPU backends; torch CUDA tensors when be is the CUDA
-# backend (ops/_cuda.py), so the autograd Functions serve both devices.
-def X_device(X, E):
-    return (X if X is not None else E).device
-
-
+# NumPy arrays and the CPU backends (tensors take the torch operators).
 def _call(fn, A: CSR, X, F, E, e_width, eperm, msg, red, *rest):
     return fn(A.indptr, A.indices, A.n_rows, A.n_cols, X, F, E, e_width, eperm, msg, red, *rest)
 
 
 def spmm_forward_np(A: CSR, X, F, dtype, E, e_width, msg, red, be, want_arg=True):
-    if _is_cuda(be):
-        from . import _cuda
-
-        return _cuda.spmm_forward(A, X, F, dtype, E, e_width, msg, red, want_arg, X_device(X, E))
     Y = np.empty((A.n_rows, F), dtype=dtype)
     arg = np.empty((A.n_rows, F), dtype=np.int64) if red >= 2 and want_arg else None
     _call(be.spmm_forward, A, X, F, E, e_width, None, msg, red, Y, arg)
@@ -83,10 +73,6 @@ def spmm_grad_x_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
     """d loss / d X. Sum/mean run the forward kernel on the cached transpose
     (edge features read through its perm, never gathered; no atomics);
     max/min scatter through the kept arg."""
-    if _is_cuda(be):
-        from . import _cuda
-
-        return _cuda.spmm_grad_x(A, X, F, E, e_width, msg, red, arg, dY, dY.device)
     if red >= 2:
         dX = np.empty((A.n_cols, F), dtype=dY.dtype)
         _call(be.spmm_arg_grad_x, A, X, F, E, e_width, None, msg, red, dY, arg, dX)
@@ -108,10 +94,6 @@ def spmm_grad_x_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
 
 def spmm_edge_grad_np(A: CSR, X, F, E, e_width, msg, red, arg, dY, be):
     """d loss / d edge features (shape of E): SDDMM-type per-edge products."""
-    if _is_cuda(be):
-        from . import _cuda
-
-        return _cuda.spmm_edge_grad(A, X, F, E, e_width, msg, red, arg, dY, dY.device)
     dE = np.empty((A.nnz,) if e_width == 1 else (A.nnz, F), dtype=dY.dtype)
     _call(be.spmm_edge_grad, A, X, F, E, e_width, None, msg, red,
           np.ascontiguousarray(_scaled_dY(A, dY, red)), arg, dE)
@@ -162,8 +144,6 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
         if edge_weight is None and A.values is None:
             raise ValueError(f"{op}: X is None, so edge features (edge_weight or A.values) are "
                              "required")
-        if cuda and edge_weight is None:
-            raise ValueError(f"{op}: X is None on CUDA needs edge_weight as a CUDA tensor")
         Ew = edge_weight if edge_weight is not None else A.values
         F = 1 if Ew.ndim == 1 else Ew.shape[1]
         dtype, msg_name = Ew.dtype, "mul"
@@ -178,21 +158,11 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
     if X is None:
         msg = EDGE
     red = REDUCES[reduce]
-    if cuda:  # the autograd Functions with the CUDA backend (ops/_cuda.py)
-        from ..autograd.spmm import spmm_torch
-        from . import _cuda
-
-        E = _cuda.edge_values(A, dev, dtype) if E is None and e_width else E
-        E = None if E is None else E.detach()
-        Xd = None if X is None else X.detach()
-        out = spmm_torch(A, X, edge_weight, Xd, F, dtype, E, e_width, msg, red, _cuda.CUDA,
-                         return_arg)
-        return back(out if return_arg else out[0])
-    if torch_mode:
+    if torch_mode:  # hopkit::spmm, on every device
         from ..torch_ops.spmm import spmm_csr
 
         Y, arg = spmm_csr(A, X, E, e_width, msg, red, return_arg, backend)
-        return (Y, arg) if return_arg else Y
+        return back((Y, arg) if return_arg else Y)
     be = _backend.resolve(backend, op)
     Y, arg = spmm_forward_np(A, X, F, dtype, E, e_width, msg, red, be, want_arg=return_arg)
     return (Y, arg) if return_arg else Y
@@ -229,23 +199,14 @@ def sddmm(A, U, V, *, scale=False, backend=None):
                          f"{V.shape[1]}")
     if scale and A.values is None:
         raise ValueError(f"{op}: scale=True needs A.values")
-    if cuda:
-        from ..autograd.spmm import sddmm_torch
-        from . import _cuda
-
-        return back(sddmm_torch(A, U, V, U.detach(), V.detach(), scale, _cuda.CUDA))
-    if is_tensor(U) or is_tensor(V):
+    if is_tensor(U) or is_tensor(V):  # hopkit::sddmm, on every device
         from ..torch_ops.spmm import sddmm_csr
 
-        return sddmm_csr(A, U, V, scale, backend)
+        return back(sddmm_csr(A, U, V, scale, backend))
     return sddmm_np(A, U, V, scale, _backend.resolve(backend, op))
 
 
 def sddmm_np(A: CSR, U, V, scale, be):
-    if _is_cuda(be):
-        from . import _cuda
-
-        return _cuda.sddmm(A, U, V, scale, U.device)
     out = spmm_edge_grad_np(A, V, U.shape[1], None, 1, MESSAGES["mul"], REDUCES["sum"], None,
                             U, be)
     if scale:

@@ -35,13 +35,18 @@ class ItemIndex:
     in use. Pass the index as ``items`` to ``topk`` (or ``evaluate``).
     """
 
-    __slots__ = ("items", "_prepared", "torch_in")
+    __slots__ = ("items", "_prepared", "torch_in", "device")
 
     def __init__(self, items):
-        _check_device("ItemIndex", items=items)
-        self.torch_in = is_tensor(items)
-        a = _dense("ItemIndex", "items", items)
-        self.items = a
+        dev, ins, _ = _route("ItemIndex", None, items=items)
+        self.device = dev  # None for host items; a CUDA index keeps the device tensor
+        self.torch_in = is_tensor(ins["items"])
+        if dev is None:
+            _check_device("ItemIndex", items=items)
+            self.items = _dense("ItemIndex", "items", items)
+        else:
+            self.items = _dense("ItemIndex", "items", ins["items"], as_numpy=False,
+                                cuda=True).detach()
         self._prepared = {}
 
     @property
@@ -206,19 +211,29 @@ def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None, *,
     gives torch tensors out (no gradient); NumPy in gives NumPy out.
     """
     op = "topk"
-    dev, ins, back = _route(op, backend, queries=queries,
-                            items=None if isinstance(items, ItemIndex) else items)
-    if dev is not None:
-        X = items if isinstance(items, ItemIndex) else ins["items"]
-        return back(_topk_cuda(op, ins["queries"], X, k, exclude, exclude_rows, candidates, dev))
-    _check_device(op, queries=queries,
-                  items=None if isinstance(items, ItemIndex) else items)
-    torch_out = is_tensor(queries) or (items.torch_in if isinstance(items, ItemIndex)
-                                       else is_tensor(items))
     index = items if isinstance(items, ItemIndex) else None
-    as_op = torch_out and index is None  # tensors in: hopkit::topk
-    Q = _dense(op, "queries", queries, as_numpy=not as_op)
-    X = index.items if index is not None else _dense(op, "items", items, as_numpy=not as_op)
+    if index is not None and index.device is None and is_tensor(queries) \
+            and queries.device.type == "cuda":
+        raise TypeError(f"{op}: queries are on {queries.device} but items is an ItemIndex of "
+                        "CPU arrays; build the ItemIndex from a CUDA tensor")
+    dev, ins, back = _route(op, backend, queries=queries,
+                            items=index.items if index is not None and index.device is not None
+                            else (None if index is not None else items))
+    queries, cuda = ins["queries"], dev is not None
+    if index is None:
+        items = ins["items"]
+    if not cuda:
+        _check_device(op, queries=queries, items=None if index is not None else items)
+    torch_out = is_tensor(queries) or (index.torch_in if index is not None else is_tensor(items))
+    # tensors in: hopkit::topk (a host ItemIndex keeps the native packed layout, outside it)
+    as_op = torch_out and (index is None or cuda)
+    Q = _dense(op, "queries", queries, as_numpy=not as_op, cuda=cuda)
+    if index is not None:
+        X = index.items
+    else:
+        X = _dense(op, "items", items, as_numpy=not as_op, cuda=cuda)
+    if cuda:
+        Q, X = Q.detach(), X.detach()
     B, N = _check_pair(op, Q, X)
     k = _check_k(op, k)
     ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
@@ -229,8 +244,8 @@ def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None, *,
     if as_op:
         from ..torch_ops.topk import topk_tensors
 
-        return topk_tensors(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices,
-                            backend)
+        return back(topk_tensors(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices,
+                                 backend))
     be = _backend.resolve(backend, op)
     scores = np.full((B, k), -np.inf, dtype=Q.dtype)
     idx = np.full((B, k), -1, dtype=np.int64)
@@ -245,47 +260,34 @@ def topk(queries, items, k, exclude=None, exclude_rows=None, candidates=None, *,
     return scores, idx
 
 
-def _topk_cuda(op, queries, items, k, exclude, exclude_rows, candidates, dev):
-    """topk on CUDA tensors (ops/_cuda.py): same validation, device outputs."""
-    from . import _cuda
-
-    if isinstance(items, ItemIndex):
-        raise TypeError(f"{op}: queries are on {dev} but items is an ItemIndex of CPU arrays; "
-                        "pass the items as a CUDA tensor")
-    Q = _dense(op, "queries", queries, as_numpy=False, cuda=True).detach()
-    X = _dense(op, "items", items, as_numpy=False, cuda=True).detach()
-    B, N = _check_pair(op, Q, X)
-    k = _check_k(op, k)
-    if is_tensor(exclude_rows):
-        exclude_rows = exclude_rows.detach().cpu()
-    ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
-    c_indptr, c_indices = _candidates(op, candidates, B, N)
-    return _cuda.topk(Q, X, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, dev)
-
-
 def topk_scores(scores, k, exclude=None, exclude_rows=None, *, backend=None):
     """The k largest of given scores per row, with exclusion: the selection of
     :func:`topk` for models whose scores are not one inner product (e.g. the
     GF-CF graph filter scores a block of users against all items).
 
-    scores : [B, N] float32/float64, NumPy array or CPU torch tensor.
+    scores : [B, N] float32/float64, NumPy array or torch tensor (CPU or
+        CUDA; on CUDA also float16/bfloat16, selected in float32).
     k, exclude, exclude_rows : as in :func:`topk` (item j is column j).
 
     Returns ``(scores, idx)`` [B, k], sorted descending, ties to the smaller
     item index, padded with -inf / -1; NaN and -inf never enter. Runs the
     native blocked select (threshold-pruned buffers, exclusion walk) in
-    parallel over rows and, for few rows, over item ranges.
+    parallel over rows and, for few rows, over item ranges; on CUDA the
+    select kernel of ``topk`` over the given matrix.
     """
     op = "topk_scores"
-    _check_device(op, scores=scores)
-    S = _dense(op, "scores", scores, as_numpy=not is_tensor(scores))
+    dev, ins, back = _route(op, backend, scores=scores)
+    scores, cuda = ins["scores"], dev is not None
+    if not cuda:
+        _check_device(op, scores=scores)
+    S = _dense(op, "scores", scores, as_numpy=not is_tensor(scores), cuda=cuda)
     B, N = S.shape
     k = _check_k(op, k)
     ex_indptr, ex_indices, ex_rows = _exclusion(op, exclude, exclude_rows, B, N)
     if is_tensor(S):
         from ..torch_ops.topk import topk_scores_tensors
 
-        return topk_scores_tensors(S, k, ex_indptr, ex_indices, ex_rows, backend)
+        return back(topk_scores_tensors(S, k, ex_indptr, ex_indices, ex_rows, backend))
     be = _backend.resolve(backend, op)
     out_s = np.full((B, k), -np.inf, dtype=S.dtype)
     idx = np.full((B, k), -1, dtype=np.int64)

@@ -7,8 +7,9 @@ them; ``hopkit.ops`` imports it on the first torch tensor it sees.
 
 Pure Python on the public ``torch.library`` API, so one wheel serves every
 torch from 2.4 on (``custom_op``, ``register_fake``, ``register_autograd``
-and ``opcheck`` arrived in 2.4). CPU tensors; CUDA tensors still take the
-``hopkit.autograd`` Functions (docs/compile.md).
+and ``opcheck`` arrived in 2.4). Each kernel serves CPU and CUDA tensors: it
+calls the backend that ``_backend.resolve`` picks for the tensors' device
+(``hopkit.cuda_backend`` for CUDA; docs/compile.md, "CUDA").
 """
 
 from . import attention, bpr, graph, propagate, sampling, spmm, topk  # noqa: F401

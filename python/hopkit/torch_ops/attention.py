@@ -4,13 +4,11 @@ log-sum-exp; nothing per edge is kept)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .. import _backend
 from ..ops.attention import default_scale
-from .graph import as_np
+from .graph import kernel_backend
 
 
 @torch.library.custom_op("hopkit::attention_aggregate", mutates_args=())
@@ -18,16 +16,15 @@ def attention_aggregate(indptr: Tensor, indices: Tensor, t_indptr: Tensor, t_ind
                         n_cols: int, Q: Tensor, K: Tensor, V: Tensor, heads: int, score: int,
                         scale: float | None, slope: float, backend: str) -> tuple[Tensor, Tensor]:
     """(out [n_rows, heads * dv], lse [n_rows, heads]); scale None: 1/sqrt(dk)."""
-    be = _backend.resolve(backend, "attention_aggregate")
+    be, arr = kernel_backend(backend, "attention_aggregate", Q)
     n_rows = indptr.shape[0] - 1
     dk, dv = Q.shape[1] // heads if score == 0 else 1, V.shape[1] // heads
     scale = default_scale(dk) if scale is None else scale
-    Qn = as_np(Q)
-    out = np.empty((n_rows, heads * dv), dtype=Qn.dtype)
-    lse = np.empty((n_rows, heads), dtype=Qn.dtype)
-    be.attention_forward(as_np(indptr), as_np(indices), n_rows, n_cols, Qn, as_np(K), as_np(V),
-                         heads, dk, dv, score, scale, slope, out, lse)
-    return torch.from_numpy(out), torch.from_numpy(lse)
+    out = Q.new_empty((n_rows, heads * dv))
+    lse = Q.new_empty((n_rows, heads))
+    be.attention_forward(arr(indptr), arr(indices), n_rows, n_cols, arr(Q), arr(K), arr(V), heads,
+                         dk, dv, score, scale, slope, arr(out), arr(lse))
+    return out, lse
 
 
 @attention_aggregate.register_fake
@@ -42,16 +39,15 @@ def attention_backward(indptr: Tensor, indices: Tensor, t_indptr: Tensor, t_indi
                        n_cols: int, Q: Tensor, K: Tensor, V: Tensor, heads: int, score: int,
                        scale: float | None, slope: float, out: Tensor, dout: Tensor, lse: Tensor,
                        backend: str) -> tuple[Tensor, Tensor, Tensor]:
-    be = _backend.resolve(backend, "attention_aggregate")
+    be, arr = kernel_backend(backend, "attention_aggregate", Q)
     n_rows = indptr.shape[0] - 1
     dk, dv = Q.shape[1] // heads if score == 0 else 1, V.shape[1] // heads
     scale = default_scale(dk) if scale is None else scale
-    Qn, Kn, Vn = as_np(Q), as_np(K), as_np(V)
-    dQ, dK, dV = np.empty_like(Qn), np.empty_like(Kn), np.empty_like(Vn)
-    be.attention_backward(as_np(indptr), as_np(indices), as_np(t_indptr), as_np(t_indices),
-                          n_rows, n_cols, Qn, Kn, Vn, heads, dk, dv, score, scale, slope,
-                          as_np(out), as_np(dout), as_np(lse), dQ, dK, dV)
-    return torch.from_numpy(dQ), torch.from_numpy(dK), torch.from_numpy(dV)
+    dQ, dK, dV = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (Q, K, V))
+    be.attention_backward(arr(indptr), arr(indices), arr(t_indptr), arr(t_indices), n_rows,
+                          n_cols, arr(Q), arr(K), arr(V), heads, dk, dv, score, scale, slope,
+                          arr(out), arr(dout), arr(lse), arr(dQ), arr(dK), arr(dV))
+    return dQ, dK, dV
 
 
 @attention_backward.register_fake
@@ -85,7 +81,7 @@ def attention_csr(A, Q, K, V, heads, score, scale, slope, backend):
     from .graph import from_csr
     from .spmm import as_tensor
 
-    g = from_csr(A)
+    g = from_csr(A, Q.device)
     return attention_aggregate(g.indptr, g.indices, g.t_indptr, g.t_indices, g.n_cols,
                                as_tensor(Q), as_tensor(K), as_tensor(V), heads, score, scale,
                                slope, backend or "auto")[0]

@@ -1,6 +1,6 @@
 """hopkit::bpr_loss: the mean BPR loss of a batch of triples, fused (the
 forward keeps the B margins; the backward writes the dense gradient tables in
-one native call). ``V=None`` means one shared table (V is U)."""
+one backend call). ``V=None`` means one shared table (V is U)."""
 
 from __future__ import annotations
 
@@ -8,32 +8,43 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import _backend
 from ..ops._common import check_ids
-from ..ops.bpr import bpr_grads_np, bpr_scores_np, softplus_mean
-from .graph import as_np
+from .graph import kernel_backend
 
 
 def _ids(U, V, users, pos, neg):
     """The ids as one index dtype, range-checked (the check needs the values,
     so it runs here, before the kernel)."""
     n_items = (U if V is None else V).shape[0]
-    u = check_ids("bpr_loss", "users", as_np(users), U.shape[0], "user_emb")
-    p = check_ids("bpr_loss", "pos", as_np(pos), n_items, "item_emb")
-    n = check_ids("bpr_loss", "neg", as_np(neg), n_items, "item_emb")
-    it = np.int32 if u.dtype == p.dtype == n.dtype == np.int32 else np.int64
-    return (np.ascontiguousarray(a, dtype=it) for a in (u, p, n))
+    u = check_ids("bpr_loss", "users", users, U.shape[0], "user_emb")
+    p = check_ids("bpr_loss", "pos", pos, n_items, "item_emb")
+    n = check_ids("bpr_loss", "neg", neg, n_items, "item_emb")
+    it = torch.int32 if u.dtype == p.dtype == n.dtype == torch.int32 else torch.int64
+    return tuple(a.to(device=U.device, dtype=it).contiguous() for a in (u, p, n))
+
+
+def softplus_mean(x):
+    """mean_b log(1 + exp(x_b)) in float64, stable for any x."""
+    x = x.to(torch.float64)
+    return torch.logaddexp(torch.zeros_like(x), x).mean()
+
+
+def _sigmoid(x):
+    x = x.to(torch.float64)
+    return torch.exp(-torch.logaddexp(torch.zeros_like(x), -x))
 
 
 @torch.library.custom_op("hopkit::bpr_loss", mutates_args=())
 def bpr_loss(U: Tensor, V: Tensor | None, users: Tensor, pos: Tensor, neg: Tensor,
              backend: str) -> tuple[Tensor, Tensor]:
     """(loss 0-d, margins [B]): margins x_b = <u_b, v_neg_b - v_pos_b>."""
-    be = _backend.resolve(backend, "bpr_loss")
-    Un = as_np(U)
-    Vn = Un if V is None else as_np(V)
-    x = bpr_scores_np(Un, Vn, V is None, *_ids(U, V, users, pos, neg), be)
-    return torch.tensor(softplus_mean(x), dtype=U.dtype), torch.from_numpy(x)
+    be, arr = kernel_backend(backend, "bpr_loss", U)
+    u, p, n = _ids(U, V, users, pos, neg)
+    x = U.new_empty(u.shape[0])
+    Un = arr(U)
+    be.bpr_scores(Un, Un if V is None else arr(V), U.shape[1], arr(u), arr(p), arr(n), V is None,
+                  arr(x))
+    return softplus_mean(x).to(U.dtype), x
 
 
 @bpr_loss.register_fake
@@ -45,13 +56,15 @@ def _(U, V, users, pos, neg, backend):
 def bpr_backward(U: Tensor, V: Tensor | None, users: Tensor, pos: Tensor, neg: Tensor,
                  x: Tensor, g: Tensor, backend: str) -> tuple[Tensor, Tensor]:
     """(dU, dV) of g * loss; dV is [0] for a shared table (all in dU)."""
-    be = _backend.resolve(backend, "bpr_loss")
-    Un = as_np(U)
-    Vn = Un if V is None else as_np(V)
-    dU, dV = bpr_grads_np(Un, Vn, V is None, *_ids(U, V, users, pos, neg), as_np(x),
-                          float(g), be)
-    return torch.from_numpy(dU), (torch.empty(0, dtype=U.dtype) if V is None
-                                  else torch.from_numpy(dV))
+    be, arr = kernel_backend(backend, "bpr_loss", U)
+    u, p, n = _ids(U, V, users, pos, neg)
+    c = (g.to(torch.float64) * _sigmoid(x) / x.shape[0]).to(U.dtype)
+    dU = torch.zeros_like(U)
+    dV = U.new_empty(0) if V is None else torch.zeros_like(V)
+    Un, dUn = arr(U), arr(dU)
+    be.bpr_backward(Un, Un if V is None else arr(V), U.shape[1], arr(u), arr(p), arr(n),
+                    V is None, arr(c), dUn, dUn if V is None else arr(dV))
+    return dU, dV
 
 
 @bpr_backward.register_fake

@@ -63,6 +63,26 @@ def as_np(t):
     return None if t is None else np.ascontiguousarray(t.detach().numpy())
 
 
+def as_dev(t):
+    """A tensor reaching the CUDA backend: itself (contiguous; the public ops
+    refuse non-contiguous CUDA inputs, so this copies only internal ones)."""
+    return None if t is None else t.detach().contiguous()
+
+
+def kernel_backend(backend, op, like):
+    """(be, arr) for an operator's kernel: the backend that serves tensors on
+    ``like``'s device (``_backend.resolve``, one step for every device) and
+    what its functions take of a tensor (a NumPy view for the CPU backends,
+    the device tensor for the CUDA backend). Outputs are allocated as tensors
+    on that device and passed through ``arr`` as out-parameters."""
+    be = _backend.resolve(backend, op, like.device)
+    return be, (as_dev if getattr(be, "TAKES_TENSORS", False) else as_np)
+
+
+def _on(device):
+    return device is not None and device.type != "cpu"
+
+
 def from_np(a) -> Tensor:
     """A read-only NumPy array (a CSR's) as a tensor view; never written."""
     if torch.compiler.is_compiling():  # dynamo lifts the array as a graph input
@@ -72,8 +92,19 @@ def from_np(a) -> Tensor:
         return torch.from_numpy(a)
 
 
-def from_csr(A) -> Graph:
-    """The Graph of a hopkit.CSR (cached on A once its transpose is known)."""
+def from_csr(A, device=None) -> Graph:
+    """The Graph of a hopkit.CSR (cached on A once its transpose is known);
+    with a CUDA ``device``, its tensors on that device (uploaded once, cached
+    on A per device; while tracing, the upload is in the graph)."""
+    if _on(device):
+        key = ("torch_graph", str(device))
+        g = A._cache.get(key)
+        if g is None:
+            h = from_csr(A)
+            g = Graph(*(None if t is None else t.to(device) for t in h[:6]), h.n_rows, h.n_cols)
+            if not torch.compiler.is_compiling() and "torch_graph" in A._cache:
+                A._cache[key] = g
+        return g
     g = A._cache.get("torch_graph")
     if g is not None:
         return g
@@ -96,17 +127,39 @@ def from_csr(A) -> Graph:
     return g
 
 
-def values_of(A, dtype) -> Tensor | None:
-    """A.values as a tensor of ``dtype`` (cached on A), or None."""
+def values_of(A, dtype, device=None) -> Tensor | None:
+    """A.values as a tensor of ``dtype`` (on ``device``; cached on A), or None."""
     if A.values is None:
         return None
+    if _on(device):
+        key = ("torch_values", dtype, str(device))
+        v = A._cache.get(key)
+        if v is None:
+            v = values_of(A, dtype).to(device=device, dtype=dtype)
+            if not torch.compiler.is_compiling():
+                A._cache[key] = v
+        return v
     key = ("torch_values", dtype)
     v = A._cache.get(key)
     if v is None:
         v = from_np(A.values_as(np.float64 if dtype == torch.float64 else np.float32))
+        v = v if v.dtype == dtype else v.to(dtype)  # half types (CUDA)
         if not torch.compiler.is_compiling():
             A._cache[key] = v
     return v
+
+
+def csr_arrays(A, device=None):
+    """(indptr, indices) of a hopkit.CSR as tensors on ``device`` (cached on A)."""
+    if not _on(device):
+        return from_np(A.indptr), from_np(A.indices)
+    key = ("torch_arrays", str(device))
+    t = A._cache.get(key)
+    if t is None:
+        t = (from_np(A.indptr).to(device), from_np(A.indices).to(device))
+        if not torch.compiler.is_compiling():
+            A._cache[key] = t
+    return t
 
 
 def from_edge_index(edge_index: Tensor, num_nodes: int, backend=None, self_loops=False) -> Graph:
@@ -128,9 +181,8 @@ def csr_transpose(indptr: Tensor, indices: Tensor, n_cols: int,
                   backend: str) -> tuple[Tensor, Tensor, Tensor]:
     """(t_indptr, t_indices, perm) of a validated CSR: edge t of the transpose
     is edge perm[t] of the CSR."""
-    be = _backend.resolve(backend, "csr_transpose")
-    ti, tx, perm = be.csr_transpose(as_np(indptr), as_np(indices), n_cols)
-    return torch.from_numpy(ti), torch.from_numpy(tx), torch.from_numpy(perm)
+    be, arr = kernel_backend(backend, "csr_transpose", indices)
+    return tuple(torch.as_tensor(a) for a in be.csr_transpose(arr(indptr), arr(indices), n_cols))
 
 
 @csr_transpose.register_fake
@@ -146,27 +198,27 @@ def edge_index_csr(edge_index: Tensor, num_nodes: int, self_loops: bool,
     (the transpose), duplicates kept, each with its edge-id map. With
     ``self_loops`` the graph's own loops move to a sink node num_nodes and
     one loop per node is appended (see from_edge_index)."""
-    ei = edge_index.detach().numpy()
-    if ei.size:
+    ei = edge_index.detach()
+    if ei.numel():
         bad = (ei < 0) | (ei >= num_nodes)
-        if bad.any():
-            r, c = (int(v[0]) for v in np.nonzero(bad))
+        if bool(bad.any()):
+            r, c = (int(v[0]) for v in torch.nonzero(bad, as_tuple=True))
             raise ValueError(f"hopkit.nn: edge_index must lie in [0, {num_nodes}) (num_nodes); "
                              f"edge_index[{r}, {c}] = {int(ei[r, c])}")
     src, dst, n = ei[0], ei[1], num_nodes
     if self_loops:
         loop = src == dst
-        ids = np.arange(num_nodes, dtype=ei.dtype)
-        src = np.concatenate([np.where(loop, num_nodes, src), ids])
-        dst = np.concatenate([np.where(loop, num_nodes, dst), ids])
+        ids = torch.arange(num_nodes, dtype=ei.dtype, device=ei.device)
+        sink = torch.full_like(src, num_nodes)
+        src = torch.cat([torch.where(loop, sink, src), ids])
+        dst = torch.cat([torch.where(loop, sink, dst), ids])
         n = num_nodes + 1
-    src, dst = np.ascontiguousarray(src), np.ascontiguousarray(dst)
-    be = _backend.resolve(backend, "edge_index_csr")
-    one = np.arange(src.shape[0] + 1, dtype=np.int64)  # one row per edge
-    ip_d, _, eid_d = be.csr_transpose(one, dst, n)
-    ip_s, _, eid_s = be.csr_transpose(one, src, n)
-    return tuple(torch.from_numpy(np.ascontiguousarray(a))
-                 for a in (ip_d, src[eid_d], eid_d, ip_s, dst[eid_s], eid_s))
+    src, dst = src.contiguous(), dst.contiguous()
+    be, arr = kernel_backend(backend, "edge_index_csr", ei)
+    one = torch.arange(src.shape[0] + 1, dtype=torch.int64, device=ei.device)  # a row per edge
+    ip_d, _, eid_d = (torch.as_tensor(a) for a in be.csr_transpose(arr(one), arr(dst), n))
+    ip_s, _, eid_s = (torch.as_tensor(a) for a in be.csr_transpose(arr(one), arr(src), n))
+    return ip_d, src[eid_d], eid_d, ip_s, dst[eid_s], eid_s
 
 
 @edge_index_csr.register_fake

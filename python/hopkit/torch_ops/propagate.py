@@ -4,13 +4,11 @@ backward is the same operator on the transposed side (``sum_l alpha_l
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .. import _backend
-from .graph import Graph, as_np
-from .spmm import _NP, transposed, values_pair
+from .graph import Graph, kernel_backend
+from .spmm import transposed, values_pair
 
 
 @torch.library.custom_op("hopkit::propagate", mutates_args=())
@@ -20,13 +18,13 @@ def propagate(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Ten
     """alpha: the L + 1 layer weights, float64 [L + 1] (a tensor, so that
     dynamic shapes never turn them into symbolic floats). ET: as in
     hopkit::spmm (E in the transpose's order, read by the backward)."""
-    be = _backend.resolve(backend, "propagate")
+    be, arr = kernel_backend(backend, "propagate", X)
     n_rows, F = indptr.shape[0] - 1, X.shape[1]
-    out = np.empty((n_rows, F), dtype=_NP[X.dtype])
-    work = np.empty((n_rows, F), dtype=out.dtype) if alpha.shape[0] > 2 else None
-    be.propagate(as_np(indptr), as_np(indices), n_rows, n_cols, as_np(X), F, as_np(E),
-                 as_np(eid), as_np(alpha.to(torch.float64)), out, work)
-    return torch.from_numpy(out)
+    out = X.new_empty((n_rows, F))
+    work = X.new_empty((n_rows, F)) if alpha.shape[0] > 2 else None
+    be.propagate(arr(indptr), arr(indices), n_rows, n_cols, arr(X), F, arr(E), arr(eid),
+                 arr(alpha.to(torch.float64)), arr(out), arr(work))
+    return out
 
 
 @propagate.register_fake
@@ -60,9 +58,9 @@ def propagate_csr(A, X, E, alpha, backend):
     from .spmm import as_tensor
 
     X, E, ET = as_tensor(X), as_tensor(E), None
-    g = from_csr(A)
+    g = from_csr(A, X.device)
     if E is None:
-        E, ET = values_pair(A, X.dtype)
+        E, ET = values_pair(A, X.dtype, X.device)
     return propagate(*g.args, X, E, ET, alpha_tensor(alpha), backend or "auto")
 
 

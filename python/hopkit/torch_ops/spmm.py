@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import _backend
 from ..codes import MESSAGES, REDUCES
-from .graph import Graph, as_np
+from .graph import Graph, kernel_backend
 
 MUL, COPY, EDGE = MESSAGES["mul"], MESSAGES["copy"], MESSAGES["edge"]
 SUM, MEAN = REDUCES["sum"], REDUCES["mean"]
@@ -43,16 +42,16 @@ def spmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
     ET: optionally E already in the transposed side's stored order (a CSR's
     cached transposed values), so that the backward reads it directly
     instead of through t_eid; only for constant E (see transposed())."""
-    be = _backend.resolve(backend, "spmm")
+    ref = X if X is not None else E
+    be, arr = kernel_backend(backend, "spmm", ref)
     n_rows = indptr.shape[0] - 1
     F = _width(X, E)
-    dtype = (X if X is not None else E).dtype
-    Y = np.empty((n_rows, F), dtype=_NP[dtype])
-    arg = np.empty((n_rows, F), dtype=np.int64) if reduce >= 2 and want_arg else None
-    be.spmm_forward(as_np(indptr), as_np(indices), n_rows, n_cols, as_np(X), F, as_np(E),
-                    _e_width(E, F), as_np(eid), message, reduce, Y, arg)
-    return torch.from_numpy(Y), (torch.from_numpy(arg) if arg is not None
-                                 else torch.empty(0, dtype=torch.int64))
+    Y = ref.new_empty((n_rows, F))
+    arg = ref.new_empty((n_rows, F) if reduce >= 2 and want_arg else (0,), dtype=torch.int64)
+    be.spmm_forward(arr(indptr), arr(indices), n_rows, n_cols, arr(X), F, arr(E),
+                    _e_width(E, F), arr(eid), message, reduce, arr(Y),
+                    arr(arg) if reduce >= 2 and want_arg else None)
+    return Y, arg
 
 
 @spmm.register_fake
@@ -131,13 +130,13 @@ def spmm_arg_grad_x(indptr: Tensor, indices: Tensor, eid: Tensor | None, n_cols:
                     X: Tensor | None, E: Tensor | None, message: int, reduce: int, dY: Tensor,
                     arg: Tensor, backend: str) -> Tensor:
     """d loss / d X of max/min: dY scattered to the winning edges' sources."""
-    be = _backend.resolve(backend, "spmm")
+    be, arr = kernel_backend(backend, "spmm", dY)
     F = dY.shape[1]
-    dX = np.empty((n_cols, F), dtype=_NP[dY.dtype])
-    be.spmm_arg_grad_x(as_np(indptr), as_np(indices), indptr.shape[0] - 1, n_cols, as_np(X), F,
-                       as_np(E), _e_width(E, F), as_np(eid), message, reduce, as_np(dY),
-                       as_np(arg), dX)
-    return torch.from_numpy(dX)
+    dX = dY.new_empty((n_cols, F))
+    be.spmm_arg_grad_x(arr(indptr), arr(indices), indptr.shape[0] - 1, n_cols, arr(X), F,
+                       arr(E), _e_width(E, F), arr(eid), message, reduce, arr(dY), arr(arg),
+                       arr(dX))
+    return dX
 
 
 @spmm_arg_grad_x.register_fake
@@ -151,13 +150,13 @@ def spmm_edge_grad(indptr: Tensor, indices: Tensor, eid: Tensor | None, n_cols: 
                    arg: Tensor, backend: str) -> Tensor:
     """d loss / d E (E's shape, the caller's edge order); dY already divided
     by the row length for mean."""
-    be = _backend.resolve(backend, "spmm")
+    be, arr = kernel_backend(backend, "spmm", dY)
     F = dY.shape[1]
-    dE = np.empty(tuple(E.shape), dtype=_NP[dY.dtype])
-    be.spmm_edge_grad(as_np(indptr), as_np(indices), indptr.shape[0] - 1, n_cols, as_np(X), F,
-                      as_np(E), _e_width(E, F), as_np(eid), message, reduce, as_np(dY),
-                      as_np(arg) if reduce >= 2 else None, dE)
-    return torch.from_numpy(dE)
+    dE = dY.new_empty(tuple(E.shape))
+    be.spmm_edge_grad(arr(indptr), arr(indices), indptr.shape[0] - 1, n_cols, arr(X), F, arr(E),
+                      _e_width(E, F), arr(eid), message, reduce, arr(dY),
+                      arr(arg) if reduce >= 2 else None, arr(dE))
+    return dE
 
 
 @spmm_edge_grad.register_fake
@@ -170,12 +169,12 @@ def sddmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
           t_indices: Tensor, t_eid: Tensor | None, n_cols: int, U: Tensor, V: Tensor,
           backend: str) -> Tensor:
     """out[e] = <U[i], V[j]> per stored edge (i, j), in the caller's edge order."""
-    be = _backend.resolve(backend, "sddmm")
+    be, arr = kernel_backend(backend, "sddmm", U)
     F = U.shape[1]
-    out = np.empty(indices.shape[0], dtype=_NP[U.dtype])
-    be.spmm_edge_grad(as_np(indptr), as_np(indices), indptr.shape[0] - 1, n_cols, as_np(V), F,
-                      None, 1, as_np(eid), MUL, SUM, as_np(U), None, out)
-    return torch.from_numpy(out)
+    out = U.new_empty(indices.shape[0])
+    be.spmm_edge_grad(arr(indptr), arr(indices), indptr.shape[0] - 1, n_cols, arr(V), F, None, 1,
+                      arr(eid), MUL, SUM, arr(U), None, arr(out))
+    return out
 
 
 @sddmm.register_fake
@@ -222,27 +221,29 @@ def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend, ET=None):
 
 
 def spmm_csr(A, X, E, e_width, message, reduce, want_arg, backend):
-    """hopkit.spmm's torch path: E None with e_width 1 means A.values."""
+    """hopkit.spmm's torch path (every device): E None with e_width 1 means A.values."""
     from .graph import from_csr
 
     X, E, ET = as_tensor(X), as_tensor(E), None
-    g = from_csr(A)
+    ref = X if X is not None else E
+    g = from_csr(A, ref.device)
     if E is None and e_width:
-        E, ET = values_pair(A, X.dtype)
+        E, ET = values_pair(A, ref.dtype, ref.device)
     return spmm_graph(g, X, E, message, reduce, want_arg, backend, ET)
 
 
-def values_pair(A, dtype):
+def values_pair(A, dtype, device=None):
     """(A.values, A.T.values) as tensors; the second only when the transpose
     is cached (else None: the backward then reads A.values through the perm)."""
     from .graph import values_of
 
-    return values_of(A, dtype), (values_of(A.T, dtype) if "T" in A._cache else None)
+    return values_of(A, dtype, device), (values_of(A.T, dtype, device) if "T" in A._cache
+                                         else None)
 
 
 def sddmm_csr(A, U, V, scale, backend):
     from .graph import from_csr, values_of
 
     U, V = as_tensor(U), as_tensor(V)
-    out = sddmm(*from_csr(A).args, U, V, backend or "auto")
-    return out * values_of(A, U.dtype) if scale else out
+    out = sddmm(*from_csr(A, U.device).args, U, V, backend or "auto")
+    return out * values_of(A, U.dtype, U.device) if scale else out

@@ -5,25 +5,26 @@ maps each query to its exclusion row and is range-checked here."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .. import _backend
-from .graph import as_np, from_np
-from .spmm import _NP, as_tensor
+from .graph import from_np, kernel_backend
+from .spmm import as_tensor
 
 
 def _rows(ex_indptr, ex_rows, B):
+    """ex_rows range-checked (on the host: one copy back from a device) as int64."""
     if ex_rows is None:
         return None
     from ..ops.topk import check_exclude_rows
 
-    return check_exclude_rows("topk", as_np(ex_rows), B, ex_indptr.shape[0] - 1)
+    r = check_exclude_rows("topk", ex_rows.detach().cpu().numpy(), B, ex_indptr.shape[0] - 1)
+    return torch.from_numpy(r).to(ex_rows.device)
 
 
-def _outputs(B, k, dtype):
-    return np.full((B, k), -np.inf, dtype=_NP[dtype]), np.full((B, k), -1, dtype=np.int64)
+def _outputs(like, B, k):
+    return (like.new_full((B, k), float("-inf")),
+            like.new_full((B, k), -1, dtype=torch.int64))
 
 
 @torch.library.custom_op("hopkit::topk", mutates_args=())
@@ -31,15 +32,14 @@ def topk(queries: Tensor, items: Tensor, k: int, ex_indptr: Tensor | None,
          ex_indices: Tensor | None, ex_rows: Tensor | None, c_indptr: Tensor | None,
          c_indices: Tensor | None, backend: str) -> tuple[Tensor, Tensor]:
     """(scores [B, k], idx [B, k] int64), sorted, ties to the smaller item."""
-    be = _backend.resolve(backend, "topk")
+    be, arr = kernel_backend(backend, "topk", queries)
     B, N = queries.shape[0], items.shape[0]
-    scores, idx = _outputs(B, k, queries.dtype)
+    scores, idx = _outputs(queries, B, k)
     rows = _rows(ex_indptr, ex_rows, B)
     if k and B:
-        X = as_np(items)
-        be.topk(as_np(queries), be.topk_prepare(X), N, k, as_np(ex_indptr), as_np(ex_indices),
-                rows, as_np(c_indptr), as_np(c_indices), scores, idx)
-    return torch.from_numpy(scores), torch.from_numpy(idx)
+        be.topk(arr(queries), be.topk_prepare(arr(items)), N, k, arr(ex_indptr),
+                arr(ex_indices), arr(rows), arr(c_indptr), arr(c_indices), arr(scores), arr(idx))
+    return scores, idx
 
 
 @topk.register_fake
@@ -51,13 +51,14 @@ def _(queries, items, k, ex_indptr, ex_indices, ex_rows, c_indptr, c_indices, ba
 @torch.library.custom_op("hopkit::topk_scores", mutates_args=())
 def topk_scores(scores: Tensor, k: int, ex_indptr: Tensor | None, ex_indices: Tensor | None,
                 ex_rows: Tensor | None, backend: str) -> tuple[Tensor, Tensor]:
-    be = _backend.resolve(backend, "topk_scores")
+    be, arr = kernel_backend(backend, "topk_scores", scores)
     B, N = scores.shape
-    out_s, idx = _outputs(B, k, scores.dtype)
+    out_s, idx = _outputs(scores, B, k)
     rows = _rows(ex_indptr, ex_rows, B)
     if k and B and N:
-        be.topk_select(as_np(scores), k, as_np(ex_indptr), as_np(ex_indices), rows, out_s, idx)
-    return torch.from_numpy(out_s), torch.from_numpy(idx)
+        be.topk_select(arr(scores), k, arr(ex_indptr), arr(ex_indices), arr(rows), arr(out_s),
+                       arr(idx))
+    return out_s, idx
 
 
 @topk_scores.register_fake
