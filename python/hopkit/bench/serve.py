@@ -85,7 +85,11 @@ async def drive(port, bodies, rate, duration, conns=64, timeout=5.0, max_infligh
     pool = asyncio.Queue()
     for _ in range(conns):
         pool.put_nowait(Conn("127.0.0.1", port))
-    lat, errors, last = [], [0], [0.0]
+    lat, last = [], [0.0]
+    kinds = {}  # error kind -> count: "timeout", "http 503", "connection", "client bound"
+
+    def fail(kind):
+        kinds[kind] = kinds.get(kind, 0) + 1
 
     async def one(data, t_sched):
         conn = await pool.get()
@@ -96,10 +100,13 @@ async def drive(port, bodies, rate, duration, conns=64, timeout=5.0, max_infligh
                 lat.append(loop.time() - t_sched)
                 last[0] = loop.time()
             else:
-                errors[0] += 1
-        except (asyncio.TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                fail(f"http {status}")
+        except asyncio.TimeoutError:
             conn.close()
-            errors[0] += 1
+            fail("timeout")
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            conn.close()
+            fail("connection")
         finally:
             pool.put_nowait(conn)
 
@@ -112,7 +119,7 @@ async def drive(port, bodies, rate, duration, conns=64, timeout=5.0, max_infligh
         if t > loop.time():
             await asyncio.sleep(t - loop.time())
         if len(tasks) >= max_inflight:
-            errors[0] += 1  # the client's bound: counted as failed
+            fail("client bound")  # not sent: counted as failed
             continue
         task = asyncio.ensure_future(one(bodies[i % len(bodies)], t))
         tasks.add(task)
@@ -126,8 +133,8 @@ async def drive(port, bodies, rate, duration, conns=64, timeout=5.0, max_infligh
     span = max(last[0], t0 + duration) - t0
     a = np.sort(np.asarray(lat)) * 1e3
     pct = {f"p{q}": float(np.percentile(a, q)) if len(a) else float("nan") for q in (50, 95, 99)}
-    return {"offered": rate, "sent": n, "ok": len(lat), "errors": errors[0],
-            "throughput": len(lat) / span, **pct}
+    return {"offered": rate, "sent": n, "ok": len(lat), "errors": sum(kinds.values()),
+            "error_kinds": kinds, "throughput": len(lat) / span, **pct}
 
 
 async def get(port, path, data=None):
@@ -148,9 +155,20 @@ def batch_stats(port):
     return vals.get("hopkit_batch_size_sum", 0.0), vals.get("hopkit_batch_size_count", 0.0)
 
 
+def _run(coro):
+    """Run the client on uvloop when installed (a cheaper client disturbs the
+    service it shares the machine with less)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def run_rate(port, bodies, rate, duration, batched, during=None):
     s0 = batch_stats(port) if batched else None
-    r = asyncio.run(drive(port, bodies, rate, duration, during=during))
+    r = _run(drive(port, bodies, rate, duration, during=during))
     if batched:
         s1 = batch_stats(port)
         calls = s1[1] - s0[1]
@@ -193,7 +211,9 @@ def ramp(port, bodies, duration, batched, start=100, label="", refine=2):
 def fmt_row(r):
     return (f"offered {r['offered']:7.0f}/s  achieved {r['throughput']:7.0f}/s  p50 "
             f"{r['p50']:7.2f}  p95 {r['p95']:7.2f}  p99 {r['p99']:7.2f} ms  errors "
-            f"{r['errors']:5d}  batch {r['batch']:5.1f}")
+            f"{r['errors']:5d}  batch {r['batch']:5.1f}"
+            + (f"  ({', '.join(f'{k} {v}' for k, v in sorted(r['error_kinds'].items()))})"
+               if r["errors"] else ""))
 
 
 # ---------------------------------------------------------------------------- servers
