@@ -300,3 +300,17 @@ def test_shape_accepts_numpy_integers():
     assert A.shape == (1, 4) and all(type(s) is int for s in A.shape)
     B = hopkit.CSR.from_coo([0], [3], shape=np.array([1, 4]))
     assert B.shape == (1, 4) and all(type(s) is int for s in B.shape)
+
+
+def test_select_rows_matches_scipy(rng):
+    CSR = hopkit.CSR
+    A = CSR.from_coo(rng.integers(0, 50, 400), rng.integers(0, 30, 400),
+                     rng.standard_normal(400).astype(np.float32), shape=(50, 30))
+    for rows in ([], [3], [49, 0, 3, 3], rng.integers(0, 50, 80)):
+        got = A.select_rows(np.asarray(rows, np.int64))
+        want = A.to_scipy()[np.asarray(rows, np.int64)]
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got.indptr, want.indptr)
+        np.testing.assert_array_equal(got.indices, want.indices)
+        np.testing.assert_array_equal(got.values, want.data)
+    assert CSR.from_coo([0, 1], [1, 0], shape=(2, 2)).select_rows([1]).values is None

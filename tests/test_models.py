@@ -136,6 +136,29 @@ def test_graph_filter_scores_match_dense_formula():
     np.testing.assert_allclose(np.sort(s_got)[::-1], s_true, rtol=2e-2)
 
 
+def test_graph_filter_small_batches_gather_the_touched_users():
+    """A serving-sized batch sums R~ X over the users of its items only (a
+    gathered, transposed slice); a large batch passes over all of R~: both
+    give the dense formula, and each user's row is the same either way."""
+    ds = split_random(synthetic(2000, 3000, 20000, seed=3), 0.2, seed=0)
+    gf = GraphFilter(k=8, alpha=0.3).fit(ds)
+    R = ds.train.to_scipy().toarray().astype(np.float64)
+    du, di = R.sum(1), R.sum(0)
+    Rn = (np.where(du > 0, du, 1) ** -0.5 * (du > 0))[:, None] * R * \
+        (np.where(di > 0, di, 1) ** -0.5 * (di > 0))[None, :]
+    ref = R @ Rn.T @ Rn + 0.3 * R @ (gf.left.astype(np.float64) @ gf.right.T.astype(np.float64))
+    rows = ds.train
+    everyone = gf.score_rows(rows)  # the pass over all of R~
+    assert 4 * gf._RnT.select_rows(np.unique(rows.indices)).nnz >= gf._Rn.nnz
+    rng = np.random.default_rng(0)
+    for users in ([7], [3, 1500], list(rng.choice(2000, 5, replace=False))):
+        sub = rows.select_rows(users)
+        assert 4 * gf._RnT.select_rows(np.unique(sub.indices)).nnz < gf._Rn.nnz  # gathered
+        got = gf.score_rows(sub)
+        np.testing.assert_allclose(got, everyone[users], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(got, ref[users], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "data", "lastfm")),
                     reason="LastFM data not present")
 def test_graph_filter_lastfm():

@@ -236,25 +236,49 @@ class GraphFilter(Recommender):
 
     def score_rows(self, rows) -> np.ndarray:
         """Scores [B, n_items] of binary interaction rows (a CSR [B, n_items]
-        with unit values): a function of the row alone, so a new user's
+        with unit values or none): a function of the row alone, so a new user's
         history scores exactly as a trained user with those items."""
         B = rows.shape[0]
-        out = np.zeros((B, self.n_items), np.float32)
         ids = rows.row_ids()
+        blocks = []
         for s in range(0, B, self.batch_size):
             e = min(B, s + self.batch_size)
             lo, hi = rows.indptr[s], rows.indptr[e]
-            sub = CSR(rows.indptr[s:e + 1] - lo, rows.indices[lo:hi], rows.values[lo:hi],
+            sub = CSR(rows.indptr[s:e + 1] - lo, rows.indices[lo:hi],
+                      None if rows.values is None else rows.values[lo:hi],
                       (e - s, self.n_items), validate=False)
-            if self.linear:
-                # X = r_B^T [n_items, b]; Y = R~ X [n_users, b]; Z = R~^T Y [n_items, b]
-                X = np.zeros((self.n_items, e - s), np.float32)
-                X[sub.indices, ids[lo:hi] - s] = 1.0
-                Y = hopkit.spmm(self._Rn, X)
-                out[s:e] = hopkit.spmm(self._RnT, Y).T
+            Z = self._linear_rows(sub, ids[lo:hi] - s).T if self.linear else None
             if self.alpha > 0 and self.left is not None:
-                out[s:e] += self.alpha * _mm(hopkit.spmm(sub, self.left), self.right.T)
-        return out
+                G = _mm(hopkit.spmm(sub, self.left), self.right.T)
+                G *= self.alpha
+                if Z is not None:
+                    G += Z
+                Z = G
+            blocks.append(np.zeros((e - s, self.n_items), np.float32) if Z is None else
+                          np.ascontiguousarray(Z))
+        if len(blocks) == 1:
+            return blocks[0]
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.n_items), np.float32)
+
+    def _linear_rows(self, sub, row_of):
+        """Z = R~^T R~ r_B^T [n_items, b] for the binary rows ``sub`` (entry t in
+        row ``row_of[t]``): Y = R~ X [n_users, b], then Z = R~^T Y. When the
+        rows touch few items (serving-sized batches), Y is summed over the
+        users of those items only, through the transposed slice of R~^T at
+        the items, instead of a pass over all of R~: the same terms in the
+        same order, less the zero ones."""
+        b = sub.shape[0]
+        items, pos = np.unique(sub.indices, return_inverse=True)
+        M = self._RnT.select_rows(items)  # [|items|, n_users]: the users of the items
+        if 4 * M.nnz < self._Rn.nnz:
+            X = np.zeros((len(items), b), np.float32)
+            X[pos, row_of] = 1.0
+            Y = hopkit.spmm(M.T, X)
+        else:
+            X = np.zeros((self.n_items, b), np.float32)
+            X[sub.indices, row_of] = 1.0
+            Y = hopkit.spmm(self._Rn, X)
+        return hopkit.spmm(self._RnT, Y)
 
     def _fold_in(self, H):
         if self.linear:

@@ -218,13 +218,7 @@ class Recommender:
         for c, i in enumerate(items.tolist()):
             lo, hi = RT.indptr[i], RT.indptr[i + 1]
             D[RT.indices[lo:hi], c] = RT.values[lo:hi]
-        lo, hi = RT.indptr[history], RT.indptr[history + 1]
-        take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
-        indptr = np.zeros(len(history) + 1, np.int64)
-        np.cumsum(hi - lo, out=indptr[1:])
-        sub = CSR(indptr, RT.indices[take], RT.values[take], (len(history), self.n_users),
-                  validate=False)
-        W = hopkit.spmm(sub, D)  # [len(history), len(items)] = P~[history, items]
+        W = hopkit.spmm(RT.select_rows(history), D)  # = P~[history, items]
         for c in range(len(items)):
             w = W[:, c]
             order = np.lexsort((history, -w))[:MAX_PATHS]
