@@ -8,16 +8,16 @@ from .filters import BSPM, EASE, ChebyCF, ItemKNN, TurboCF
 from .graph_filter import GraphFilter, Popularity, randomized_svd
 from .lightgcn import LightGCN
 from .side_info import (
-                        AttributeKNN,
-                        AttributePopularity,
-                        RandomScores,
-                        SideInfoLightGCN,
-                        SideInfoTurboCF,
-                        augmented_matrix,
+    AttributeKNN,
+    AttributePopularity,
+    RandomScores,
+    SideInfoLightGCN,
+    SideInfoTurboCF,
+    augmented_matrix,
 )
 
 MODELS = {cls.name: cls for cls in (LightGCN, GraphFilter, Popularity, TurboCF, BSPM, ChebyCF,
-                                     EASE, ItemKNN)}
+                                     EASE, ItemKNN, SideInfoTurboCF, SideInfoLightGCN)}
 
 __all__ = [
     "AttributeKNN",
