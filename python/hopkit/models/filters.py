@@ -24,7 +24,7 @@ import hopkit
 
 from ..csr import CSR
 from ._base import ModelError, Recommender
-from .graph_filter import _mm, randomized_svd, rows_of
+from .graph_filter import _mm, randomized_svd, rows_of, warm_svd
 
 
 def _iters(model, n_iter):
@@ -179,12 +179,12 @@ class _BlockFilter(Recommender):
         self._fit_arrays()
 
     def _warm_vectors(self, V_old, old_train, n_iter):
-        """Top-k right singular vectors of the new R~ by a randomized SVD
-        warm-started from the old ones (rows of new items zero)."""
+        """Top-k right singular vectors of the new R~ by ``warm_svd`` from the
+        old ones (rows of new items zero), as GraphFilter's update."""
         V0 = np.zeros((self.n_items, V_old.shape[1]), np.float32)
         V0[:len(V_old)] = V_old
-        return np.asarray(randomized_svd(self._P.Rn, V_old.shape[1], n_iter=n_iter,
-                                         seed=self.seed + 1, init=V0)[1], np.float64)
+        return np.asarray(warm_svd(self._P.Rn, V0, n_iter=n_iter, seed=self.seed + 1,
+                                   AT=self._P.RnT)[1], np.float64)
 
     def score_block(self, users) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
