@@ -306,6 +306,10 @@ def test_cli_side_info_models(tmp_path, side_data, capsys, model, extra):
     assert main(["evaluate", "--model", out, "--data", data]) == 0
     assert main(["recommend", "--model", out, "--user", "3", "-k", "4"]) == 0
     assert "top-4 for user 3" in capsys.readouterr().out
+    assert main(["recommend", "--model", out, "--history", "1", "2"]) == 2  # no fold-in
+    err = capsys.readouterr().err
+    assert "has no fold-in" in err and "--history needs a model with fold-in" in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -498,9 +498,13 @@ def _recommend_history(model, args):
     if np.asarray(model.item_ids).dtype.kind in "iu":
         parsed = [_parse_int(h) for h in hist]
         hist = [h for h in parsed if h is not None]  # a non-integer is an unknown item
-    items, scores, cold = model.recommend_history([hist], k=args.k,
-                                                  exclude_seen=not args.include_seen,
-                                                  original_ids=True)
+    try:
+        items, scores, cold = model.recommend_history([hist], k=args.k,
+                                                      exclude_seen=not args.include_seen,
+                                                      original_ids=True)
+    except NotImplementedError as e:  # the model has no fold-in: a user error, not a crash
+        raise UserError(f"{e}; --history needs a model with fold-in (lightgcn, graph-filter, "
+                        "popularity); use --user for a trained user") from None
     known = len(model.history_rows([hist], original_ids=True).indices)
     if cold[0]:
         print(f"COLD START: no item of the history is known to the model; showing the "
