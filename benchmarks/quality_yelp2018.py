@@ -35,10 +35,16 @@ docs/benchmarks.md ("## recommender").
   plus sampling.
 * ``partial``: incremental updates (docs/recommender.md): 1% of the
   training pairs (seeded) held back, each model (``--models``, default
-  graph-filter,turbo-cf) fitted on the rest, the held-back pairs added by
-  ``partial_fit``, against a full refit on all of them: update and refit
-  wall times, Recall@20 / NDCG@20 of both, and the relative difference of
-  their scores on 1,024 sampled users.
+  graph-filter,turbo-cf; also itemknn, bspm, chebycf, lightgcn) fitted on
+  the rest, the held-back pairs added by ``partial_fit``, against a full
+  refit on all of them: update and refit wall times (medians of
+  ``--repeats``, interleaved), Recall@20 / NDCG@20 of both, and the
+  relative difference of their scores on 1,024 sampled users.
+  ``lightgcn``: trained ``--lgcn-epochs`` (5) epochs at ``--lr`` /
+  ``--batch-size`` on the 99%, updated by ``--lgcn-steps`` (100) steps on
+  the touched rows, against a retrain from scratch with the same epochs
+  (timed once; Recall / NDCG before the update, after it and after the
+  retrain), e.g. ``partial --models lightgcn --lr 5e-3 --batch-size 8192``.
 * ``lightgcn``: trains hopkit's LightGCN and prints the test curve every
   ``--eval-every`` epochs until ``--epochs`` or ``--budget-min``; ``--lr``
   with step decays (``--decay-at``, ``--decay``), ``--reg``, ``--batch-size``,
@@ -123,41 +129,99 @@ def run_filter(ds, part, params):
     return out
 
 
-def run_partial(ds, args):
-    import hopkit.models as hm
+def _held_back(ds, fraction):
+    """(R0, pairs, sample): the training CSR without a seeded ``fraction`` of
+    its pairs, those pairs in original ids, 1,024 sampled users."""
     from hopkit.csr import CSR
 
     R = ds.train
     rng = np.random.default_rng(0)
-    hold = rng.random(R.nnz) < args.hold
+    hold = rng.random(R.nnz) < fraction
     u, i = R.row_ids(), np.asarray(R.indices)
     R0 = CSR.from_coo(u[~hold], i[~hold], None, shape=R.shape)
     pairs = (np.asarray(ds.user_ids)[u[hold]], np.asarray(ds.item_ids)[i[hold]])
     sample = np.sort(rng.choice(R.shape[0], 1024, replace=False))
     print(f"held back {int(hold.sum())} of {R.nnz} training pairs", flush=True)
+    return R0, pairs, sample
+
+
+def run_partial(ds, args):
+    import hopkit.models as hm
+
+    R = ds.train
+    R0, pairs, sample = _held_back(ds, args.hold)
     classes = {"graph-filter": hm.GraphFilter, "turbo-cf": hm.TurboCF, "itemknn": hm.ItemKNN,
                "bspm": hm.BSPM, "chebycf": hm.ChebyCF}
     out = []
     for name in args.models.split(","):
+        if name == "lightgcn":
+            out.append(run_partial_lightgcn(ds, R0, pairs, args))
+            continue
         cls = classes[name]
-        base = cls().fit(R0)
-        t0 = time.perf_counter()
-        base.partial_fit(pairs)
-        t_upd = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        full = cls().fit(R)
-        t_fit = time.perf_counter() - t0
+        opts = {} if args.partial_iter is None or name in ("turbo-cf", "itemknn") else \
+            {"n_iter": args.partial_iter}
+        t_upd, t_fit = [], []
+        for _ in range(args.repeats):  # interleaved: a busy machine hurts both alike
+            base = cls().fit(R0)
+            t0 = time.perf_counter()
+            base.partial_fit(pairs, **opts)
+            t_upd.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            full = cls().fit(R)
+            t_fit.append(time.perf_counter() - t0)
+        t_upd, t_fit = float(np.median(t_upd)), float(np.median(t_fit))
         Sa, Sb = base.score_block(sample), full.score_block(sample)
         rel = float(np.linalg.norm(Sa - Sb) / np.linalg.norm(Sb))
         qa = base.evaluate(ds.test, (20,), ("recall", "ndcg"))
         qb = full.evaluate(ds.test, (20,), ("recall", "ndcg"))
-        rec = {"model": name, "update_s": t_upd, "refit_s": t_fit, "score_rel_diff": rel,
-               "partial": qa, "refit": qb, "last_update": base.last_update}
-        print(f"{name}: partial_fit {t_upd:.2f} s (R@20 {qa['recall@20']:.4f} N@20 "
+        rec = {"model": name, "options": opts, "update_s": t_upd, "refit_s": t_fit,
+               "repeats": args.repeats, "score_rel_diff": rel, "partial": qa, "refit": qb,
+               "last_update": base.last_update}
+        print(f"{name} {opts}: partial_fit {t_upd:.2f} s (R@20 {qa['recall@20']:.4f} N@20 "
               f"{qa['ndcg@20']:.4f}) vs refit {t_fit:.2f} s (R@20 {qb['recall@20']:.4f} "
-              f"N@20 {qb['ndcg@20']:.4f}); score rel. diff {rel:.2e}", flush=True)
+              f"N@20 {qb['ndcg@20']:.4f}), medians of {args.repeats}, refit / update "
+              f"{t_fit / t_upd:.1f}x; score rel. diff {rel:.2e}", flush=True)
         out.append(rec)
     return out
+
+
+def run_partial_lightgcn(ds, R0, pairs, args):
+    """LightGCN trained ``--lgcn-epochs`` epochs on the 99%, the held-back
+    pairs added by partial_fit (``--lgcn-steps`` steps on the touched rows),
+    against a retrain from scratch on all pairs with the same epochs."""
+    from hopkit.models import LightGCN
+
+    def make():
+        return LightGCN(dim=64, layers=3, lr=args.lr, batch_size=args.batch_size, seed=0)
+
+    E = args.lgcn_epochs
+    t0 = time.perf_counter()
+    base = make().fit(R0, epochs=E, eval_every=0, progress=False)
+    t_base = time.perf_counter() - t0
+    q0 = base.evaluate(ds.test, (20,), ("recall", "ndcg"))
+    t0 = time.perf_counter()
+    base.partial_fit(pairs, steps=args.lgcn_steps)
+    t_upd = time.perf_counter() - t0
+    qa = base.evaluate(ds.test, (20,), ("recall", "ndcg"))
+    t0 = time.perf_counter()
+    full = make().fit(ds.train, epochs=E, eval_every=0, progress=False)
+    t_fit = time.perf_counter() - t0
+    qb = full.evaluate(ds.test, (20,), ("recall", "ndcg"))
+    losses = base.update_losses
+    rec = {"model": "lightgcn", "epochs": E, "steps": args.lgcn_steps, "lr": args.lr,
+           "batch_size": args.batch_size, "base_fit_s": t_base, "update_s": t_upd,
+           "refit_s": t_fit, "before": q0, "partial": qa, "refit": qb,
+           "touched_rows": int(len(base.touched_rows)), "loss_first": losses[0] if losses
+           else None, "loss_last": losses[-1] if losses else None,
+           "last_update": base.last_update}
+    print(f"lightgcn ({E} epochs, batch {args.batch_size}, lr {args.lr}): on 99% "
+          f"R@20 {q0['recall@20']:.4f} N@20 {q0['ndcg@20']:.4f} ({t_base:.1f} s); "
+          f"partial_fit {args.lgcn_steps} steps on {len(base.touched_rows)} touched rows "
+          f"{t_upd:.1f} s (R@20 {qa['recall@20']:.4f} N@20 {qa['ndcg@20']:.4f}, loss "
+          f"{rec['loss_first']:.4f} -> {rec['loss_last']:.4f}) vs retrain {t_fit:.1f} s "
+          f"(R@20 {qb['recall@20']:.4f} N@20 {qb['ndcg@20']:.4f}); retrain / update "
+          f"{t_fit / t_upd:.1f}x", flush=True)
+    return rec
 
 
 def run_lightgcn(ds, args):
@@ -328,6 +392,14 @@ def main(argv=None):
     p.add_argument("--models", default="graph-filter,turbo-cf",
                    help="partial: comma-separated models")
     p.add_argument("--hold", type=float, default=0.01, help="partial: fraction held back")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="partial: update and refit timed this many times (medians)")
+    p.add_argument("--partial-iter", type=int, default=None,
+                   help="partial: n_iter of the SVD models' update (default: the model's)")
+    p.add_argument("--lgcn-epochs", type=int, default=5,
+                   help="partial, model lightgcn: training epochs of the base and the retrain")
+    p.add_argument("--lgcn-steps", type=int, default=100,
+                   help="partial, model lightgcn: partial_fit steps on the touched rows")
     p.add_argument("--json", help="append the results as one JSON line to this file")
     args = p.parse_args(argv)
     if not os.path.isdir(args.data):

@@ -237,3 +237,28 @@ def test_partial_fit_lightgcn_options():
     for kw in ({"steps": -1}, {"lr": 0}, {"batch_size": 0}):
         with pytest.raises(ValueError, match=next(iter(kw))):
             m.partial_fit((u, i), **kw)
+
+
+def test_warm_svd_rayleigh_ritz():
+    """warm_svd (partial_fit's SVD update): from the old matrix's singular
+    vectors, one block iteration and a Rayleigh-Ritz step give orthonormal
+    vectors spanning the new top-k subspace (a gap after k) as closely as a
+    randomized SVD from scratch, and singular values of the new matrix."""
+    from hopkit.models.graph_filter import randomized_svd, warm_svd
+
+    R0, (u, i), full = _split(nu=400, ni=300, blocks=8, hold=0.03, new_users=0, new_items=4)
+    A0, A = (M.normalize("sym", dtype=np.float32) for M in (R0, full))
+    V0 = np.zeros((300, 8), np.float32)
+    V0[:296] = randomized_svd(A0, 8, seed=0)[1]
+    s, V = warm_svd(A, V0, n_iter=1, seed=1)
+    assert V.shape == (300, 8) and V.dtype == np.float32
+    np.testing.assert_allclose(V.T @ V, np.eye(8), atol=1e-4)
+    _, s_ex, vt = np.linalg.svd(A.to_scipy().toarray())
+    np.testing.assert_allclose(s, s_ex[:8], rtol=1e-3)
+    # distance of the subspaces: || (I - V V^T) V_exact ||
+    Ve = vt[:8].T
+    assert np.linalg.norm(Ve - V @ (V.T @ Ve)) < 0.05
+    assert np.abs(V[296:]).sum() > 0  # new items enter the subspace
+    # an all-zero start column (k larger than the old rank) is left out, not a NaN
+    s2, V2 = warm_svd(A, np.zeros((300, 8), np.float32), n_iter=1, oversample=16, seed=0)
+    assert np.isfinite(V2).all() and np.isfinite(s2).all()

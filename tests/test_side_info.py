@@ -15,7 +15,7 @@ from hopkit.data.attributes import (
     load_recbole_features,
     split_cold_items,
 )
-from hopkit.models import TurboCF
+from hopkit.models import ModelError, TurboCF, load_model
 from hopkit.models.side_info import (
     AttributeKNN,
     AttributePopularity,
@@ -182,3 +182,152 @@ def test_ml100k_cold_start_smoke():
                          sp.cold_test, sp.cold_items)
     assert cold["recall@20"] > rnd["recall@20"]
     assert isinstance(from_csr(sp.data.train).n_items, int)
+
+
+# ---------------------------------------------------------------- save / load, partial_fit
+def _user_attrs():
+    return CSR.from_coo(np.array([0, 3]), np.array([0, 0]), None, shape=(4, 1))
+
+
+def test_side_info_turbo_cf_save_load_round_trip(tmp_path):
+    R, A = _R(), _item_attrs()
+    m = SideInfoTurboCF(alpha=0.5, filter=1, weight=0.5).fit(R, item_attributes=A,
+                                                            user_attributes=_user_attrs())
+    m.save(tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert type(back) is SideInfoTurboCF and back._config() == m._config()
+    assert back._config()["n_item_attributes"] == 2 and back._config()["n_user_attributes"] == 1
+    users = np.arange(4)
+    np.testing.assert_array_equal(back.score_block(users), m.score_block(users))
+    np.testing.assert_array_equal(back.recommend(users, k=3)[0], m.recommend(users, k=3)[0])
+    assert back.score_block([0])[0, 4] > 0  # the cold item still reached through attributes
+    # item attributes only: no user-attribute arrays saved
+    SideInfoTurboCF(weight=0.3).fit(R, item_attributes=A).save(tmp_path / "i")
+    assert "user_attr_indptr" not in np.load(tmp_path / "i" / "model.npz").files
+    np.testing.assert_array_equal(load_model(tmp_path / "i").score_block(users),
+                                  SideInfoTurboCF(weight=0.3).fit(R, item_attributes=A)
+                                  .score_block(users))
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_side_info_lightgcn_save_load_round_trip(tmp_path, ema):
+    pytest.importorskip("torch")
+    R, A = _R(), _item_attrs()
+    m = SideInfoLightGCN(weight=0.5, dim=8, layers=2, lr=0.05, seed=0, ema=ema)
+    m.fit(R, item_attributes=A, user_attributes=_user_attrs(), epochs=3, progress=False)
+    m.save(tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert type(back) is SideInfoLightGCN and back.weight == 0.5 and back.epoch == 3
+    users = np.arange(4)
+    np.testing.assert_array_equal(back.recommend(users, k=3)[0], m.recommend(users, k=3)[0])
+    np.testing.assert_array_equal(back.score_block(users), m.score_block(users))
+    back._user_emb = None  # propagated again from the saved layer-0 table and attributes
+    np.testing.assert_allclose(back.score_block(users), m.score_block(users), atol=1e-6)
+    with pytest.raises(RuntimeError, match="fit once"):
+        back.fit(R, item_attributes=A, epochs=1, progress=False)
+
+
+def test_side_info_load_rejects_bad_attribute_arrays(tmp_path):
+    R, A = _R(), _item_attrs()
+    SideInfoTurboCF().fit(R, item_attributes=A).save(tmp_path / "m")
+    z = dict(np.load(tmp_path / "m" / "model.npz"))
+    z["item_attr_indices"] = z["item_attr_indices"] + 5
+    np.savez(tmp_path / "m" / "model.npz", **z)
+    with pytest.raises(ModelError, match="item attribute matrix is invalid"):
+        load_model(tmp_path / "m")
+    del z["item_attr_indptr"]
+    np.savez(tmp_path / "m" / "model.npz", **z)
+    with pytest.raises(ModelError, match="lacks array 'item_attr_indptr'"):
+        load_model(tmp_path / "m")
+
+
+def test_side_info_fit_checks_attribute_rows_first():
+    R = _R()
+    m = SideInfoTurboCF()
+    with pytest.raises(ValueError, match="item_attributes has 4 rows, expected 5"):
+        m.fit(R, item_attributes=_user_attrs())
+    assert m.train is None  # nothing changed
+
+
+def test_side_info_partial_fit(tmp_path):
+    R, A = _R(), _item_attrs()
+    m = SideInfoTurboCF(alpha=0.5, filter=1, weight=0.5).fit(R, item_attributes=A)
+    m.partial_fit(([0, 7], [6, 1]))  # a new item (id 6, column 5) and a new user (row 4)
+    assert m.n_items == 6 and m.n_users == 5 and m.item_attributes.shape == (6, 2)
+    assert m.score_block([4]).shape == (1, 6)
+    m.save(tmp_path / "m")  # the grown model saves and loads like a fitted one
+    np.testing.assert_array_equal(load_model(tmp_path / "m").score_block([4]),
+                                  m.score_block([4]))
+    pytest.importorskip("torch")
+    g = SideInfoLightGCN(dim=4, layers=1, seed=0).fit(R, item_attributes=A, epochs=1,
+                                                      progress=False)
+    with pytest.raises(NotImplementedError, match="SideInfoLightGCN.partial_fit"):
+        g.partial_fit(([0], [3]))
+    assert g.n_items == 5
+
+
+# ---------------------------------------------------------------- command line
+@pytest.fixture(scope="module")
+def side_data(tmp_path_factory):
+    from conftest import write_lightgcn_split
+
+    d = tmp_path_factory.mktemp("side")
+    data = write_lightgcn_split(d / "data", 60, 40)
+    (d / "tags.csv").write_text("item_id,attribute\n" + "".join(
+        f"{i},g{i % 4}\n" for i in range(40)) + "999,g1\n")
+    (d / "x.item").write_text("item_id:token\tclass:token_seq\n" + "".join(
+        f"{i}\tc{i % 3} c{i % 5}\n" for i in range(40)))
+    (d / "u.csv").write_text("".join(f"{u},a{u % 2}\n" for u in range(60)))
+    return str(data), d
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("turbo-cf-side", ["--attribute-weight", "0.3", "--set", "filter=1"]),
+    ("lightgcn-side", ["--epochs", "2", "--dim", "8", "--batch-size", "64", "--no-progress"]),
+])
+def test_cli_side_info_models(tmp_path, side_data, capsys, model, extra):
+    pytest.importorskip("torch")
+    from hopkit.cli import main
+
+    data, d = side_data
+    out = str(tmp_path / model)
+    argv = ["train", "--data", data, "--model", model, "--out", out,
+            "--item-attributes", str(d / "tags.csv"), "--item-attributes", str(d / "x.item"),
+            "--user-attributes", str(d / "u.csv"), *extra]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "item attributes from" in text and "skipped {'unknown item': 1}" in text
+    assert "recall@20=" in text
+    m = load_model(out)
+    assert m.name == model and m.item_attributes.shape == (40, 4 + 5)
+    assert m.user_attributes.shape == (60, 2)
+    if model == "turbo-cf-side":
+        assert m.weight == 0.3 and m.filter == 1
+    assert main(["evaluate", "--model", out, "--data", data]) == 0
+    assert main(["recommend", "--model", out, "--user", "3", "-k", "4"]) == 0
+    assert "top-4 for user 3" in capsys.readouterr().out
+    assert main(["recommend", "--model", out, "--history", "1", "2"]) == 2  # no fold-in
+    err = capsys.readouterr().err
+    assert "has no fold-in" in err and "--history needs a model with fold-in" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "turbo-cf-side"], "needs side information"),
+    (["--model", "turbo-cf", "--item-attributes", "A"], "apply to the models turbo-cf-side"),
+    (["--model", "turbo-cf-side", "--item-attributes", "nope.csv"],
+     "attribute file not found: nope.csv"),
+    (["--model", "lightgcn-side", "--item-attributes", "A", "--valid-fraction", "0.1"],
+     "--valid-fraction is not supported"),
+    (["--model", "turbo-cf-side", "--item-attributes", "A", "--attribute-weight", "1",
+      "--set", "weight=2"], "give the attribute weight once"),
+])
+def test_cli_side_info_errors(tmp_path, side_data, capsys, argv, message):
+    from hopkit.cli import main
+
+    data, d = side_data
+    argv = [str(d / "tags.csv") if a == "A" else a for a in argv]
+    assert main(["train", "--data", data, "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not os.path.exists(tmp_path / "o")

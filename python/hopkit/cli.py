@@ -221,8 +221,9 @@ def _cmd_train(args) -> int:
     from .models._base import check_save_dir
 
     check_save_dir(args.out)  # before hours of training, not after
+    _check_attribute_args(args)
     fixed = _filter_model(args)  # hyperparameters checked before the data is read
-    if args.model == "lightgcn":
+    if args.model in ("lightgcn", "lightgcn-side"):
         _require_torch("training LightGCN")
     if args.plot:
         try:
@@ -232,9 +233,19 @@ def _cmd_train(args) -> int:
     _threads(args)
     ds = _load_data(args)
     print(ds.summary())
+    attrs = _load_attribute_args(args, ds)
     if fixed is not None:
-        model = fixed.fit(ds)
+        model = fixed.fit(ds, **attrs)
         print(f"{type(model).__name__} fitted in {model.fit_time:.2f} s")
+    elif args.model == "lightgcn-side":
+        from .models import SideInfoLightGCN
+
+        model = SideInfoLightGCN(
+            weight=1.0 if args.attribute_weight is None else args.attribute_weight,
+            dim=args.dim, layers=args.layers, lr=args.lr, reg=args.reg,
+            batch_size=args.batch_size, sampling=args.sampling, ema=args.ema, seed=args.seed)
+        model.fit(ds, epochs=args.epochs, eval_every=0, progress=not args.no_progress, **attrs)
+        print(f"SideInfoLightGCN trained {model.epoch} epochs in {model.fit_time:.1f} s")
     elif args.model == "graph-filter":
         model = GraphFilter(alpha=args.alpha, k=args.rank, seed=args.seed).fit(ds)
         print(f"GraphFilter fitted in {model.fit_time:.2f} s")
@@ -258,7 +269,67 @@ def _cmd_train(args) -> int:
     return 0
 
 
-FILTER_MODELS = ("turbo-cf", "bspm", "chebycf", "itemknn", "ease")
+FILTER_MODELS = ("turbo-cf", "bspm", "chebycf", "itemknn", "ease", "turbo-cf-side")
+SIDE_MODELS = ("turbo-cf-side", "lightgcn-side")
+
+
+def _check_attribute_args(args):
+    """Attribute files only for the side-information models (which need one),
+    each an existing file, checked before the data is read."""
+    paths = (args.item_attributes or []) + (args.user_attributes or [])
+    if args.model not in SIDE_MODELS:
+        if paths or args.attribute_weight is not None:
+            raise UserError(f"--item-attributes / --user-attributes / --attribute-weight apply "
+                            f"to the models {', '.join(SIDE_MODELS)}, not {args.model}")
+        return
+    if not paths:
+        raise UserError(f"--model {args.model} needs side information: pass "
+                        "--item-attributes PATH and/or --user-attributes PATH")
+    if args.model == "lightgcn-side" and args.valid_fraction:
+        raise UserError("--valid-fraction is not supported for lightgcn-side (its graph holds "
+                        "the attribute rows); train without validation")
+    if args.attribute_weight is not None and any(n == "weight" for n, _ in args.set or ()):
+        raise UserError("give the attribute weight once: --attribute-weight or --set weight=...")
+    for p in paths:
+        if not os.path.isfile(p):
+            raise UserError(f"attribute file not found: {p}")
+        if p.endswith(".kg") and not os.path.isfile(p[:-3] + ".link"):
+            raise UserError(f"{p}: a knowledge graph needs its item links beside it "
+                            f"({p[:-3] + '.link'} is missing)")
+
+
+def load_attribute_file(path, ids, kind, encoding="utf-8"):
+    """One attribute file as an ``Attributes`` aligned with ``ids``, by its
+    name: RecBole ``.item`` / ``.user`` features, a ``.kg`` knowledge graph
+    (with the ``.link`` file of the same stem), else ``id, attribute`` lines."""
+    from .data.attributes import load_attribute_csv, load_kg, load_recbole_features
+
+    if path.endswith((".item", ".user")):
+        return load_recbole_features(path, ids, kind=kind, encoding=encoding)
+    if path.endswith(".kg"):
+        if kind != "item":
+            raise UserError(f"{path}: a knowledge graph gives item attributes; pass it with "
+                            "--item-attributes")
+        return load_kg(path, path[:-3] + ".link", ids, encoding=encoding)
+    return load_attribute_csv(path, ids, kind=kind, encoding=encoding)
+
+
+def _load_attribute_args(args, ds):
+    """``fit``'s item_attributes / user_attributes from the attribute files
+    (several files of one kind side by side), each summarised on stdout."""
+    out = {}
+    for kind, paths, ids in (("item", args.item_attributes, ds.item_ids),
+                             ("user", args.user_attributes, ds.user_ids)):
+        if not paths:
+            continue
+        att = None
+        for p in paths:
+            a = load_attribute_file(p, ids, kind, args.encoding)
+            print(f"{kind} attributes from {p}: {a.n_attributes} attributes, {a.matrix.nnz} "
+                  f"edges" + (f", skipped {a.skipped}" if a.skipped else ""))
+            att = a if att is None else att.concat(a)
+        out[f"{kind}_attributes"] = att
+    return out
 
 
 def _filter_model(args):
@@ -280,6 +351,8 @@ def _filter_model(args):
         if name not in known:
             raise UserError(f"--set {name}=...: {args.model} has no hyperparameter {name!r} "
                             f"(it has {', '.join(known)})")
+    if args.model in SIDE_MODELS and args.attribute_weight is not None:
+        params["weight"] = args.attribute_weight
     return cls(**params)  # ValueError naming the hyperparameter
 
 
@@ -425,9 +498,13 @@ def _recommend_history(model, args):
     if np.asarray(model.item_ids).dtype.kind in "iu":
         parsed = [_parse_int(h) for h in hist]
         hist = [h for h in parsed if h is not None]  # a non-integer is an unknown item
-    items, scores, cold = model.recommend_history([hist], k=args.k,
-                                                  exclude_seen=not args.include_seen,
-                                                  original_ids=True)
+    try:
+        items, scores, cold = model.recommend_history([hist], k=args.k,
+                                                      exclude_seen=not args.include_seen,
+                                                      original_ids=True)
+    except NotImplementedError as e:  # the model has no fold-in: a user error, not a crash
+        raise UserError(f"{e}; --history needs a model with fold-in (lightgcn, graph-filter, "
+                        "popularity); use --user for a trained user") from None
     known = len(model.history_rows([hist], original_ids=True).indices)
     if cold[0]:
         print(f"COLD START: no item of the history is known to the model; showing the "
@@ -534,9 +611,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duplicates", default="last", choices=["first", "last", "error"],
                    help="repeated (user, item) pairs: keep the first/last occurrence or fail")
     s.add_argument("--model", default="lightgcn",
-                   choices=["lightgcn", "graph-filter", *FILTER_MODELS],
+                   choices=["lightgcn", "graph-filter", *FILTER_MODELS, "lightgcn-side"],
                    help="which recommender to train (see docs/recommender.md; the "
-                        "training-free filters take --set)")
+                        "training-free filters take --set; turbo-cf-side and lightgcn-side "
+                        "use side information from --item-attributes / --user-attributes)")
+    s.add_argument("--item-attributes", action="append", metavar="PATH",
+                   help="turbo-cf-side, lightgcn-side: item attributes, by file name: a "
+                        "RecBole .item file (token / token_seq fields, floats in quantile "
+                        "buckets), a .kg knowledge graph (with the .link file beside it) or "
+                        "'item_id,attribute' lines (CSV / TSV); repeatable (side by side)")
+    s.add_argument("--user-attributes", action="append", metavar="PATH",
+                   help="turbo-cf-side, lightgcn-side: user attributes: a RecBole .user file "
+                        "or 'user_id,attribute' lines; repeatable")
+    s.add_argument("--attribute-weight", type=_NON_NEGATIVE, default=None, metavar="W",
+                   help="turbo-cf-side, lightgcn-side: weight of the attribute edges (default: "
+                        "the model's, 0.1 for turbo-cf-side, 1.0 for lightgcn-side)")
     s.add_argument("--out", required=True, metavar="DIR", help="directory to save the model to")
     s.add_argument("--epochs", type=_COUNT, default=50, help="LightGCN: maximum training epochs")
     s.add_argument("--dim", type=_COUNT, default=64, help="LightGCN: embedding size")
@@ -567,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rank", type=_COUNT, default=256,
                    help="graph-filter: singular vectors in the ideal low-pass filter")
     s.add_argument("--set", type=_setting, action="append", metavar="NAME=VALUE",
-                   help="turbo-cf, bspm, chebycf, itemknn, ease: a constructor "
+                   help="turbo-cf, bspm, chebycf, itemknn, ease, turbo-cf-side: a constructor "
                         "hyperparameter of the model (repeatable), e.g. --set k=256 --set "
                         "merge=late for bspm")
     s.add_argument("-k", type=_COUNT, default=20, help="cutoff of the reported test metrics")

@@ -5,19 +5,19 @@ ItemKNN baselines, and a popularity baseline. All share
 
 from ._base import ModelError, Recommender, load_model
 from .filters import BSPM, EASE, ChebyCF, ItemKNN, TurboCF
-from .graph_filter import GraphFilter, Popularity, randomized_svd
+from .graph_filter import GraphFilter, Popularity, randomized_svd, warm_svd
 from .lightgcn import LightGCN
 from .side_info import (
-                        AttributeKNN,
-                        AttributePopularity,
-                        RandomScores,
-                        SideInfoLightGCN,
-                        SideInfoTurboCF,
-                        augmented_matrix,
+    AttributeKNN,
+    AttributePopularity,
+    RandomScores,
+    SideInfoLightGCN,
+    SideInfoTurboCF,
+    augmented_matrix,
 )
 
 MODELS = {cls.name: cls for cls in (LightGCN, GraphFilter, Popularity, TurboCF, BSPM, ChebyCF,
-                                     EASE, ItemKNN)}
+                                     EASE, ItemKNN, SideInfoTurboCF, SideInfoLightGCN)}
 
 __all__ = [
     "AttributeKNN",
@@ -39,4 +39,5 @@ __all__ = [
     "SideInfoLightGCN",
     "SideInfoTurboCF",
     "TurboCF",
+    "warm_svd",
 ]

@@ -93,9 +93,65 @@ def randomized_svd(A: CSR, k, oversample=16, n_iter=4, seed=0, dtype=np.float32,
         Q = _orth(np.hstack([init, extra]), 1, np.float32)
     for _ in range(n_iter):
         Q = _orth(mul(AT, _orth(mul(A, Q), 1, np.float32)), 1, np.float32)
-    Q = _orth(Q)
-    Bm = mul(A, Q).astype(np.float64)  # [m, p] = A Q; A ~ A Q Q^T
-    w, W = np.linalg.eigh(_mm(Bm.T, Bm))  # right singular vectors of A Q
+    return _ritz(A, _orth(Q), k)  # A ~ A Q Q^T: right singular vectors of A Q
+
+
+def warm_svd(A: CSR, V0, n_iter=1, oversample=16, seed=0, dtype=np.float32, AT=None):
+    """Top-k right singular vectors of a sparse ``A`` that differs little
+    from a matrix whose top-k right singular vectors were ``V0`` [n, k] (rows
+    of new columns zero): ``partial_fit``'s update of the randomized SVD.
+
+    The start block S = [V0, A^T G] (``oversample`` random columns beside
+    the old vectors, so new directions can enter) goes through ``n_iter``
+    block iterations S <- A^T (A S) (columns rescaled to unit norm, no
+    orthonormalisation in between), then one Rayleigh-Ritz step on span(S):
+    with the Gram matrices G = S^T S and H = (A S)^T (A S), the generalised
+    eigenproblem H c = s^2 G c (through the Cholesky factor of G) gives the
+    Ritz vectors V = S C, orthonormal up to float32 rounding. Cost:
+    2 n_iter + 1 products with a block of k + oversample columns (every one
+    through ``hopkit.spmm``) and three tall GEMMs, against randomized_svd's
+    2 n_iter + 2 products and two CholeskyQR passes per iteration.
+    Returns ``(s [k], V [n, k])``."""
+    m, n = A.shape
+    V0 = np.asarray(V0, dtype)
+    k = int(min(V0.shape[1], m, n))
+    p = int(min(k + oversample, m, n))
+    AT = A.T if AT is None else AT
+    rng = np.random.default_rng(seed)
+
+    def mul(M, X):
+        return hopkit.spmm(M, np.ascontiguousarray(X, dtype=dtype))
+
+    S = V0[:, :k]
+    if p > k:
+        S = np.hstack([S, mul(AT, rng.standard_normal((m, p - k)).astype(dtype))])
+    S = np.ascontiguousarray(S, dtype=dtype)
+    for _ in range(n_iter):
+        S = mul(AT, mul(A, S))
+        norm = np.sqrt(np.einsum("ij,ij->j", S, S, dtype=np.float64))
+        S *= np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0).astype(dtype)
+    Y = mul(A, S)  # [m, p]
+    G = _mm(S.T, S).astype(np.float64)
+    H = _mm(Y.T, Y).astype(np.float64)
+    live = np.diag(G) > 0  # a zero column (all-zero start column): left out
+    G, H = G[np.ix_(live, live)], H[np.ix_(live, live)]
+    try:
+        L = np.linalg.cholesky(G + 1e-7 * np.trace(G) / len(G) * np.eye(len(G)))
+    except np.linalg.LinAlgError:  # S lost rank: orthonormalise it instead
+        Q = _orth(S[:, live])
+        return _ritz(A, Q, k)
+    Li = np.linalg.inv(L)
+    w, W = np.linalg.eigh(Li @ H @ Li.T)
+    order = np.argsort(w)[::-1][:k]
+    C = np.zeros((p, len(order)))
+    C[live] = Li.T @ W[:, order]
+    return np.sqrt(np.maximum(w[order], 0.0)), _mm(S, C.astype(dtype))
+
+
+def _ritz(A, Q, k):
+    """Rayleigh-Ritz on an orthonormal basis Q [n, p]: (s [k], V [n, k])."""
+    Bm = hopkit.spmm(A, np.ascontiguousarray(Q, dtype=np.float32)).astype(np.float64)
+    w, W = np.linalg.eigh(_mm(Bm.T, Bm))
     order = np.argsort(w)[::-1][:k]
     return np.sqrt(np.maximum(w[order], 0.0)), _mm(Q, W[:, order])
 
@@ -156,10 +212,7 @@ class GraphFilter(Recommender):
                 V = vt.T
             else:
                 V = randomized_svd(Rn, self.k, n_iter=self.n_iter, seed=self.seed)[1]
-            d = self._di
-            self.left = np.ascontiguousarray((V * d[:, None]), dtype=np.float32)
-            inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
-            self.right = np.ascontiguousarray((V * inv[:, None]), dtype=np.float32)
+            self._set_factors(V)
         self.fit_time = time.perf_counter() - t0
         return self
 
@@ -186,29 +239,31 @@ class GraphFilter(Recommender):
 
     def _partial_update(self, old_train, users, items, state, n_iter=2):
         """Degrees, R~ and its transpose are rebuilt from the union (exact, as
-        fit builds them); the singular vectors by a randomized SVD of the new
-        R~ warm-started from the old ones (``n_iter`` subspace iterations;
-        ``svd="scipy"`` recomputes them with svds)."""
+        fit builds them); the singular vectors by ``warm_svd``: the old ones
+        (zero rows for new items) beside 16 random columns, ``n_iter`` block
+        iterations and a Rayleigh-Ritz step on the new R~ (``svd="scipy"``
+        recomputes them with svds)."""
         V0 = None
         if self.left is not None:
-            d0 = state["di"]
-            inv = np.divide(1.0, d0, out=np.zeros_like(d0), where=d0 > 0)
+            d0 = state["di"].astype(np.float32)
+            inv = np.divide(np.float32(1), d0, out=np.zeros_like(d0), where=d0 > 0)
             V0 = np.zeros((self.n_items, self.left.shape[1]), np.float32)
-            V0[:len(d0)] = self.left * inv[:, None]  # left = D_i^-1/2 V
+            np.multiply(self.left, inv[:, None], out=V0[:len(d0)])  # left = D_i^-1/2 V
         if V0 is None or self.svd == "scipy":
             keep = self.user_ids, self.item_ids, self.fit_time
             self.fit(self.train)  # no ideal term, or svds: operators rebuilt as fit does
             self.user_ids, self.item_ids, self.fit_time = keep
             return
         self._prepare()
-        V = randomized_svd(self._Rn, self.k, n_iter=n_iter, seed=self.seed + 1, init=V0)[1]
+        V = warm_svd(self._Rn, V0, n_iter=n_iter, seed=self.seed + 1, AT=self._RnT)[1]
         self._set_factors(V)
 
     def _set_factors(self, V):
-        d = self._di
-        self.left = np.ascontiguousarray((V * d[:, None]), dtype=np.float32)
-        inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
-        self.right = np.ascontiguousarray((V * inv[:, None]), dtype=np.float32)
+        d = self._di.astype(np.float32)
+        V = np.asarray(V, np.float32)
+        self.left = V * d[:, None]
+        inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)
+        self.right = V * inv[:, None]
 
     def _rows(self, users):
         """The binary rows of ``users`` as a CSR [B, n_items]."""

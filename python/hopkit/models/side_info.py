@@ -25,6 +25,7 @@ import hopkit
 
 from ..csr import CSR
 from ..data.loaders import from_csr
+from ._base import ModelError, as_dataset
 from .filters import TURBO_FILTERS, TurboCF, _number, axpy, degree_power
 from .lightgcn import LightGCN
 
@@ -72,13 +73,90 @@ def augmented_matrix(R: CSR, item_attributes=None, user_attributes=None, weight=
                (n_u + n_ia, n_i + n_ua))
 
 
-class SideInfoTurboCF(TurboCF):
+def _binary(M):
+    return None if M is None else CSR(M.indptr, M.indices, None, M.shape, validate=False)
+
+
+def _pad_rows(M, n):
+    """An attribute CSR grown to ``n`` rows (new entities: no attributes)."""
+    if M is None or M.shape[0] == n:
+        return M
+    indptr = np.concatenate([np.asarray(M.indptr),
+                             np.full(n - M.shape[0], M.indptr[-1], np.asarray(M.indptr).dtype)])
+    return CSR(indptr, M.indices, None, (n, M.shape[1]), validate=False)
+
+
+_ATTR = (("item", "item_attributes"), ("user", "user_attributes"))
+
+
+class _SavesAttributes:
+    """Save / load of the attribute matrices a side-information model was
+    fitted with (``save`` writes them beside the model's arrays, so a model
+    directory is self-contained): arrays ``item_attr_indptr`` /
+    ``item_attr_indices`` [n_items + 1] / [edges] (and ``user_attr_*``), the
+    number of attribute columns in the config (``n_item_attributes`` /
+    ``n_user_attributes``, null when there are none)."""
+
+    def _set_attributes(self, data, item_attributes, user_attributes):
+        """The attribute matrices (binary CSRs) checked against ``data``'s
+        shape before anything changes."""
+        n_users, n_items = as_dataset(data).train.shape
+        self.item_attributes = _binary(_attr_matrix(item_attributes, n_items, "item_attributes"))
+        self.user_attributes = _binary(_attr_matrix(user_attributes, n_users, "user_attributes"))
+
+    def _attr_config(self):
+        return {f"n_{w}_attributes": None if getattr(self, a) is None else
+                int(getattr(self, a).shape[1]) for w, a in _ATTR}
+
+    def _pop_attr_config(self, config):
+        widths = {}
+        for w, _ in _ATTR:
+            v = config.pop(f"n_{w}_attributes", None)
+            if v is not None and (type(v) is not int or v < 0):
+                raise ValueError(f"n_{w}_attributes must be null or an integer >= 0, got {v!r}")
+            widths[w] = v
+        return widths
+
+    def _attr_arrays(self):
+        out = {}
+        for w, a in _ATTR:
+            M = getattr(self, a)
+            if M is not None:
+                out[f"{w}_attr_indptr"] = np.asarray(M.indptr)
+                out[f"{w}_attr_indices"] = np.asarray(M.indices)
+        return out
+
+    def _attr_spec(self, n_users, n_items):
+        idx = (np.int32, np.int64)
+        spec = {}
+        for w, n in (("item", n_items), ("user", n_users)):
+            if self._attr_widths[w] is not None:
+                spec[f"{w}_attr_indptr"] = (idx, (n + 1,))
+                spec[f"{w}_attr_indices"] = (idx, (f"{w} attribute edges",))
+        return spec
+
+    def _attr_restore(self, arrays):
+        for w, a in _ATTR:
+            M = None
+            if self._attr_widths[w] is not None:
+                n = self.n_items if w == "item" else self.n_users
+                try:
+                    M = CSR(arrays[f"{w}_attr_indptr"], arrays[f"{w}_attr_indices"], None,
+                            (n, self._attr_widths[w]))
+                except ValueError as e:
+                    raise ModelError(f"model.npz: the {w} attribute matrix is invalid ({e})") \
+                        from None
+            setattr(self, a, M)
+
+
+class SideInfoTurboCF(_SavesAttributes, TurboCF):
     """Turbo-CF on the augmented matrix R' (module docstring): P = R_a'^T R_a'
     with R_a' = D_r^-alpha R' D_c^-(1 - alpha) (weighted degrees), user u's
     scores ``x_u f(P)`` with x_u its row of R' (its items and, with user
     attributes, ``w`` on its attributes), cut to the real items. ``weight``
-    (the attribute edge weight w) 0 is plain Turbo-CF. Not saved by
-    ``save`` (the attributes are not part of a model directory)."""
+    (the attribute edge weight w) 0 is plain Turbo-CF. ``save`` stores the
+    attribute matrices with the model; ``partial_fit`` gives new users /
+    items no attributes."""
 
     name = "turbo-cf-side"
 
@@ -89,7 +167,7 @@ class SideInfoTurboCF(TurboCF):
         self.item_attributes = self.user_attributes = None
 
     def fit(self, data, item_attributes=None, user_attributes=None):
-        self.item_attributes, self.user_attributes = item_attributes, user_attributes
+        self._set_attributes(data, item_attributes, user_attributes)
         return super().fit(data)
 
     def _prepare(self):
@@ -107,6 +185,11 @@ class SideInfoTurboCF(TurboCF):
         RnT = Rn.T
         self._P = lambda X: hopkit.spmm(RnT, hopkit.spmm(Rn, X))
 
+    def _partial_update(self, old_train, users, items, state, **options):
+        self.item_attributes = _pad_rows(self.item_attributes, self.n_items)
+        self.user_attributes = _pad_rows(self.user_attributes, self.n_users)
+        super()._partial_update(old_train, users, items, state, **options)
+
     def _scores(self, users):
         Ra = self._aug
         users = np.asarray(users, np.int64)
@@ -122,12 +205,27 @@ class SideInfoTurboCF(TurboCF):
                 axpy(y, ck, X)
         return np.ascontiguousarray(y[: self.n_items])
 
-    def save(self, path):
-        raise NotImplementedError("SideInfoTurboCF.save: models with side information are not "
-                                  "saved (refit them with the attributes)")
+    # ---------------------------------------------------------------- persistence
+    def _config(self):
+        return {**super()._config(), **self._attr_config()}
+
+    def _set_config(self, config):
+        widths = self._pop_attr_config(config)
+        self._reinit(config)
+        self._attr_widths = widths
+
+    def _arrays(self):
+        return {**super()._arrays(), **self._attr_arrays()}
+
+    def _array_spec(self, n_users, n_items):
+        return {**super()._array_spec(n_users, n_items), **self._attr_spec(n_users, n_items)}
+
+    def _restore(self, arrays):
+        self._attr_restore(arrays)
+        super()._restore(arrays)  # _prepare: R' rebuilt from the training CSR + attributes
 
 
-class SideInfoLightGCN(LightGCN):
+class SideInfoLightGCN(_SavesAttributes, LightGCN):
     """LightGCN on the bipartite graph of R' (module docstring): attribute
     nodes get their own layer-0 embeddings, attribute edges weight ``weight``
     in the normalised adjacency, and BPR samples the attribute rows of R' as
@@ -135,7 +233,9 @@ class SideInfoLightGCN(LightGCN):
     embedding is trained and propagated through its attributes. Fit once
     (``fit(data, item_attributes=..., user_attributes=..., epochs=...)``);
     ``embeddings()`` / ``score_block`` / ``recommend`` / ``evaluate`` answer
-    for the real users and items. Not saved by ``save``."""
+    for the real users and items. ``save`` stores the attribute matrices and
+    the whole layer-0 table (attribute nodes included); no ``partial_fit``
+    or fold-in."""
 
     name = "lightgcn-side"
 
@@ -143,14 +243,16 @@ class SideInfoLightGCN(LightGCN):
         super().__init__(**kw)
         self.weight = _number("SideInfoLightGCN", "weight", weight)
         self._real = None
+        self.item_attributes = self.user_attributes = None
 
     def fit(self, data, item_attributes=None, user_attributes=None, **kw):
         if self._real is not None:
             raise RuntimeError("SideInfoLightGCN.fit: fit once (the graph is built at the first "
                                "call)")
+        self._set_attributes(data, item_attributes, user_attributes)
         ds = self._set_data(data)
         R = self.train
-        Ra = augmented_matrix(R, item_attributes, user_attributes, self.weight)
+        Ra = augmented_matrix(R, self.item_attributes, self.user_attributes, self.weight)
         self._aug = Ra
         binary = CSR(Ra.indptr, Ra.indices, None, Ra.shape, validate=False)
         keep_ids = (self.user_ids, self.item_ids)
@@ -186,9 +288,43 @@ class SideInfoLightGCN(LightGCN):
             self._refresh_embeddings()
         return self._user_emb, self._item_emb
 
-    def save(self, path):
-        raise NotImplementedError("SideInfoLightGCN.save: models with side information are not "
-                                  "saved (refit them with the attributes)")
+    def _update_state(self):
+        raise NotImplementedError("SideInfoLightGCN.partial_fit is not implemented (the "
+                                  "attribute rows of the graph would move); fit a new model on "
+                                  "the union")
+
+    def _fold_in(self, H):
+        raise NotImplementedError("SideInfoLightGCN has no fold-in (its user rows sit in the "
+                                  "augmented graph); fit with the new users")
+
+    # ---------------------------------------------------------------- persistence
+    def _config(self):
+        return {**super()._config(), "weight": self.weight, **self._attr_config()}
+
+    def _set_config(self, config):
+        widths = self._pop_attr_config(config)
+        super()._set_config(config)  # LightGCN's: history, epoch, then the constructor
+        self._attr_widths = widths
+
+    def _arrays(self):
+        return {**super()._arrays(), **self._attr_arrays()}
+
+    def _array_spec(self, n_users, n_items):
+        spec = super()._array_spec(n_users, n_items)
+        w = self._attr_widths
+        n = n_users + n_items + (w["item"] or 0) + (w["user"] or 0)  # R' rows + columns
+        f32 = (np.float32,)
+        spec["embedding0"] = (f32, (n, self.dim))
+        if "embedding0_avg" in spec:
+            spec["embedding0_avg"] = (f32, (n, self.dim), True)
+        return {**spec, **self._attr_spec(n_users, n_items)}
+
+    def _restore(self, arrays):
+        self._attr_restore(arrays)
+        self._aug = augmented_matrix(self.train, self.item_attributes, self.user_attributes,
+                                     self.weight)
+        super()._restore(arrays)
+        self._real = (self.train, None)
 
 
 # ---------------------------------------------------------------- cold-item baselines
