@@ -175,8 +175,9 @@ def test_fresh_lgconv_model_compiles_before_any_eager_call(dynamic):
 
 
 def test_csr_without_cached_transpose_compiles():
-    """A CSR first seen inside the compiled region: its transpose is built in
-    the graph by hopkit::csr_transpose (nothing cached from the trace)."""
+    """A CSR first seen inside the compiled region: its graph (with the
+    transpose) is a constant of the traced program, computed aside while
+    tracing (nothing is stored on the CSR by the trace)."""
     A, _ = square_graph(seed=3)
     x = torch.randn(40, 5, dtype=torch.float64, requires_grad=True)
 
@@ -188,6 +189,27 @@ def test_csr_without_cached_transpose_compiles():
     torch.testing.assert_close(g, torch.autograd.grad(
         hopkit.spmm(B, x, "mean").square().sum(), x)[0], **RTOL)
     assert "torch_graph" not in A._cache
+
+
+def test_fresh_weighted_csr_compiles_and_another_csr_retraces():
+    """A weighted CSR never used eagerly compiles with fullgraph (its values
+    are cast in the graph); the program is guarded on the CSR object, so the
+    same compiled function given another CSR of the same shape answers for
+    that one, not the first."""
+    rng = np.random.default_rng(7)
+
+    def csr():
+        ei = rng.integers(0, 50, (2, 300))
+        return hopkit.CSR.from_coo(ei[1], ei[0], rng.random(300).astype(np.float32),
+                                   shape=(50, 50))
+
+    A, B = csr(), csr()
+    x = torch.randn(50, 8)
+    f = torch.compile(lambda M, x: hopkit.spmm(M, x), fullgraph=True, backend="aot_eager")
+    ya, yb = f(A, x), f(B, x)
+    torch.testing.assert_close(ya, hopkit.spmm(A, x), **RTOL)
+    torch.testing.assert_close(yb, hopkit.spmm(B, x), **RTOL)
+    assert not torch.allclose(ya, yb)
 
 
 # ---------------------------------------------------------------- export

@@ -234,3 +234,40 @@ def test_zero_width_features_on_tensors():
     assert Y.shape == arg.shape == (12, 0) and Y.dtype == torch.float32
     assert arg.dtype == torch.int64
     assert hopkit.spmm(A, torch.zeros(12, 0, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
+def test_eager_direct_path_equals_the_operator(reduce):
+    """Eager calls with nothing for autograd to record run the CPU kernel
+    directly (hopkit.torch_ops.graph.call / spmm_csr); the result is the
+    operator's, bit for bit, and anything that observes the call (a
+    TorchDispatchMode, a tensor that requires grad) still goes through
+    torch.ops.hopkit.*."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    rng = np.random.default_rng(11)
+    ei = rng.integers(0, 30, (2, 200))
+    A = hopkit.CSR.from_coo(ei[1], ei[0], rng.random(200).astype(np.float32), shape=(30, 30))
+    X = torch.randn(30, 6)
+    w = torch.rand(A.nnz)
+    for kw in ({}, {"edge_weight": w}, {"edge_weight": w, "message": "add"}):
+        direct = hopkit.spmm(A, X, reduce, **kw)
+        op = hopkit.spmm(A, X.clone().requires_grad_(), reduce, **kw).detach()
+        assert torch.equal(direct, op)
+    if reduce in ("max", "min"):
+        y, arg = hopkit.spmm(A, X, reduce, return_arg=True)
+        y2, arg2 = hopkit.spmm(A, X.clone().requires_grad_(), reduce, return_arg=True)
+        assert torch.equal(y, y2.detach()) and torch.equal(arg, arg2)
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Seen() as mode:
+        hopkit.spmm(A, X, reduce)
+    assert any(o.startswith("hopkit.spmm") for o in mode.ops), mode.ops

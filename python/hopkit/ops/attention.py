@@ -12,7 +12,6 @@ from .._torch import is_tensor
 from ..csr import CSR, as_csr
 from ._common import check_contiguous
 from ._common import check_dense as _check_dense
-from ._common import check_device as _check_device
 from ._cuda import route as _route
 
 SCORES = codes.SCORES
@@ -71,8 +70,6 @@ def attention_aggregate(A, Q, K, V, heads=1, score="dot", *, scale=None, negativ
     heads = int(heads)
     dev, ins, back = _route(op, backend, Q=Q, K=K, V=V)
     Q, K, V = ins["Q"], ins["K"], ins["V"]
-    if dev is None:
-        _check_device(op, Q=Q, K=K, V=V)
     Qn = Q = _check_dense(op, "Q", Q, rows=A.n_rows)  # float32/float64 on every device
     Kn = K = _check_dense(op, "K", K, rows=A.n_cols, dtype=Qn.dtype)
     Vn = V = _check_dense(op, "V", V, rows=A.n_cols, dtype=Qn.dtype)

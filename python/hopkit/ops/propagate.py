@@ -10,7 +10,6 @@ from .. import _backend
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
 from ._common import check_dense as _check_dense
-from ._common import check_device as _check_device
 from ._common import check_edge_weight
 from ._common import to_numpy as _to_numpy
 from ._cuda import route as _route
@@ -108,8 +107,6 @@ def propagate(A, X, layers=3, combine="mean", edge_weight=None, backend=None):
     alpha = layer_weights(op, layers, combine)
     dev, ins, back = _route(op, backend, X=X, edge_weight=edge_weight)
     X, edge_weight, cuda = ins["X"], ins["edge_weight"], dev is not None
-    if not cuda:
-        _check_device(op, X=X, edge_weight=edge_weight)
     X = _check_dense(op, "X", X, rows=A.n_cols, cuda=cuda)
     if A.n_rows != A.n_cols and not (len(alpha) == 2 and alpha[0] == 0):
         raise ValueError(f"{op}: A must be square for layers >= 2 or a nonzero layer-0 weight "

@@ -8,7 +8,6 @@ from .. import _backend, codes
 from .._torch import is_tensor
 from ..csr import CSR, as_csr
 from ._common import check_dense as _check_dense
-from ._common import check_device as _check_device
 from ._common import check_edge_weight
 from ._cuda import route as _route
 
@@ -137,8 +136,6 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
         raise ValueError(f"{op}: return_arg needs reduce='max' or 'min', got {reduce!r}")
     dev, ins, back = _route(op, backend, X=X, edge_weight=edge_weight)
     X, edge_weight, cuda = ins["X"], ins["edge_weight"], dev is not None
-    if not cuda:
-        _check_device(op, X=X, edge_weight=edge_weight)
     torch_mode = is_tensor(X) or is_tensor(edge_weight)
     if X is None:
         if edge_weight is None and A.values is None:
@@ -190,8 +187,6 @@ def sddmm(A, U, V, *, scale=False, backend=None):
     A = as_csr(A, op)
     dev, ins, back = _route(op, backend, U=U, V=V)
     U, V, cuda = ins["U"], ins["V"], dev is not None
-    if not cuda:
-        _check_device(op, U=U, V=V)
     U = _check_dense(op, "U", U, rows=A.n_rows, cuda=cuda)
     V = _check_dense(op, "V", V, rows=A.n_cols, dtype=U.dtype, cuda=cuda)
     if U.shape[1] != V.shape[1]:

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode as _current_dispatch_mode
 
 from .. import _backend
 
@@ -79,6 +80,36 @@ def kernel_backend(backend, op, like):
     return be, (as_dev if getattr(be, "TAKES_TENSORS", False) else as_np)
 
 
+def call(op, *args):
+    """``op(*args)``, or, where the dispatcher would add nothing, its kernel
+    called directly: the same function on the same tensors, minus the
+    dispatch (tens of microseconds, most of a small graph's call). Direct
+    only in eager mode with no autograd to record (no tensor argument
+    requires grad, or grad mode is off), on plain CPU tensors, with no
+    functorch transform, forward-AD level, TorchDispatchMode or
+    TorchFunctionMode active: everything that could observe or transform
+    the call goes through ``torch.ops.hopkit.*`` as before (tests compare
+    the two paths)."""
+    if direct_ok(args):
+        return op._init_fn(*args)
+    return op(*args)
+
+
+def direct_ok(args) -> bool:
+    """Whether a kernel may be called directly on ``args`` (see ``call``)."""
+    if torch.compiler.is_compiling() or torch._C._is_torch_function_mode_enabled() or \
+            _current_dispatch_mode() is not None or \
+            torch.autograd.forward_ad._current_level >= 0 or \
+            torch._C._functorch.peek_interpreter_stack() is not None:
+        return False
+    grad = torch.is_grad_enabled()
+    for t in args:
+        if isinstance(t, Tensor) and (type(t) is not Tensor or not t.is_cpu or
+                                      (grad and t.requires_grad)):
+            return False
+    return True
+
+
 def _on(device):
     return device is not None and device.type != "cpu"
 
@@ -108,23 +139,34 @@ def from_csr(A, device=None) -> Graph:
     g = A._cache.get("torch_graph")
     if g is not None:
         return g
-    ip, ix = from_np(A.indptr), from_np(A.indices)
-    if torch.compiler.is_compiling():  # tracing: nothing traced is cached on A
-        if "T" in A._cache:
-            from ..ops.spmm import transpose_perm
+    if torch.compiler.is_compiling():  # tracing: the graph is a constant of the program
+        return Graph(*_graph_constant(A))
+    return _build_graph(A)
 
-            AT = A.T
-            return Graph(ip, ix, None, from_np(AT.indptr), from_np(AT.indices),
-                         from_np(transpose_perm(A)), A.n_rows, A.n_cols)
-        ti, tx, tp = torch.ops.hopkit.csr_transpose(ip, ix, A.n_cols, "auto")
-        return Graph(ip, ix, None, ti, tx, tp, A.n_rows, A.n_cols)
+
+def _build_graph(A) -> Graph:
     from ..ops.spmm import transpose_perm
 
     AT = A.T
-    g = Graph(ip, ix, None, from_np(AT.indptr), from_np(AT.indices), from_np(transpose_perm(A)),
-              A.n_rows, A.n_cols)
+    g = Graph(from_np(A.indptr), from_np(A.indices), None, from_np(AT.indptr),
+              from_np(AT.indices), from_np(transpose_perm(A)), A.n_rows, A.n_cols)
     A._cache["torch_graph"] = g
     return g
+
+
+@torch._dynamo.assume_constant_result
+def _graph_constant(A) -> tuple:
+    """from_csr(A) run eagerly while dynamo traces, its result a constant of
+    the traced program: a hopkit.CSR is immutable (read-only arrays), so no
+    transpose or array conversion is left in the graph, and dynamo guards
+    the program on the CSR object (another CSR retraces; tested)."""
+    g = A._cache.get("torch_graph")
+    if g is not None:
+        return tuple(g)
+    # nothing is stored on A while dynamo guards it: the transpose computed aside
+    ti, tx, perm = _backend.resolve(None, "CSR.T").csr_transpose(A.indptr, A.indices, A.n_cols)
+    return (from_np(A.indptr), from_np(A.indices), None, torch.from_numpy(ti),
+            torch.from_numpy(tx), torch.from_numpy(perm), A.n_rows, A.n_cols)
 
 
 def values_of(A, dtype, device=None) -> Tensor | None:
@@ -142,10 +184,16 @@ def values_of(A, dtype, device=None) -> Tensor | None:
     key = ("torch_values", dtype)
     v = A._cache.get(key)
     if v is None:
-        v = from_np(A.values_as(np.float64 if dtype == torch.float64 else np.float32))
-        v = v if v.dtype == dtype else v.to(dtype)  # half types (CUDA)
-        if not torch.compiler.is_compiling():
-            A._cache[key] = v
+        if torch.compiler.is_compiling():  # dynamo cannot read ndarray.dtype: cast in the graph
+            return from_np(A.values).to(dtype)
+        v = _build_values(A, dtype)
+    return v
+
+
+def _build_values(A, dtype) -> Tensor:
+    v = from_np(A.values_as(np.float64 if dtype == torch.float64 else np.float32))
+    v = v if v.dtype == dtype else v.to(dtype)  # half types (CUDA)
+    A._cache[("torch_values", dtype)] = v
     return v
 
 

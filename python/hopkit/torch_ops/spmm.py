@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _backend
 from ..codes import MESSAGES, REDUCES
-from .graph import Graph, kernel_backend
+from .graph import Graph, as_np, call, direct_ok, from_csr, kernel_backend, values_of
 
 MUL, COPY, EDGE = MESSAGES["mul"], MESSAGES["copy"], MESSAGES["edge"]
 SUM, MEAN = REDUCES["sum"], REDUCES["mean"]
@@ -216,16 +217,27 @@ def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend, ET=None):
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (X, E))
     keep = reduce >= 2 and (want_arg or needs_grad)
-    Y, arg = spmm(*g.args, X, E, ET, message, reduce, keep, backend or "auto")
+    Y, arg = call(spmm, *g.args, X, E, ET, message, reduce, keep, backend or "auto")
     return Y, (arg if want_arg else None)
 
 
 def spmm_csr(A, X, E, e_width, message, reduce, want_arg, backend):
     """hopkit.spmm's torch path (every device): E None with e_width 1 means A.values."""
-    from .graph import from_csr
-
     X, E, ET = as_tensor(X), as_tensor(E), None
     ref = X if X is not None else E
+    be = None if ref.dtype not in _NP or not direct_ok((X, E)) else \
+        _backend.resolve(backend, "spmm", ref.device)
+    if be is not None and not getattr(be, "TAKES_TENSORS", False):
+        # eager, nothing to record, a CPU backend: its kernel on NumPy views
+        F = _width(X, E)
+        dt = _NP[ref.dtype]
+        En = A.values_as(dt) if E is None and e_width else as_np(E)
+        Y = np.empty((A.n_rows, F), dt)
+        arg = np.empty((A.n_rows, F), np.int64) if reduce >= 2 and want_arg else None
+        be.spmm_forward(
+            A.indptr, A.indices, A.n_rows, A.n_cols, as_np(X), F, En, e_width, None, message,
+            reduce, Y, arg)
+        return torch.from_numpy(Y), (None if arg is None else torch.from_numpy(arg))
     g = from_csr(A, ref.device)
     if E is None and e_width:
         E, ET = values_pair(A, ref.dtype, ref.device)
@@ -235,15 +247,11 @@ def spmm_csr(A, X, E, e_width, message, reduce, want_arg, backend):
 def values_pair(A, dtype, device=None):
     """(A.values, A.T.values) as tensors; the second only when the transpose
     is cached (else None: the backward then reads A.values through the perm)."""
-    from .graph import values_of
-
     return values_of(A, dtype, device), (values_of(A.T, dtype, device) if "T" in A._cache
                                          else None)
 
 
 def sddmm_csr(A, U, V, scale, backend):
-    from .graph import from_csr, values_of
-
     U, V = as_tensor(U), as_tensor(V)
-    out = sddmm(*from_csr(A, U.device).args, U, V, backend or "auto")
+    out = call(sddmm, *from_csr(A, U.device).args, U, V, backend or "auto")
     return out * values_of(A, U.dtype, U.device) if scale else out
