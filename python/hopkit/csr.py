@@ -93,6 +93,8 @@ class CSR:
     values : optional float32/float64 array [nnz]
     shape : (n_rows, n_cols); n_cols defaults to ``max(indices) + 1``
 
+    ``weighted`` is ``values is not None``.
+
     Validation (each failure is a ``ValueError`` naming the argument and the
     first bad position): indptr starts at 0, ends at nnz and never decreases;
     indices lie in ``[0, n_cols)``; values are finite. The arrays are not
@@ -100,7 +102,7 @@ class CSR:
     writes into them.
     """
 
-    __slots__ = ("indptr", "indices", "values", "shape", "_cache", "__weakref__")
+    __slots__ = ("indptr", "indices", "values", "weighted", "shape", "_cache", "__weakref__")
 
     def __init__(self, indptr, indices, values=None, shape=None, *, validate=True):
         op = "CSR"
@@ -140,6 +142,9 @@ class CSR:
         self.indptr = _readonly(indptr)
         self.indices = _readonly(indices)
         self.values = _readonly(values)
+        # a plain bool (values is not None): code traced by torch.compile reads
+        # it, so the compiled program guards on a bool, not on the array
+        self.weighted = values is not None
         self.shape = (n_rows, n_cols)
         self._cache = {}
 

@@ -28,8 +28,8 @@ def _edge_features(op, A: CSR, edge_weight, F, dtype, message, torch_mode=False,
         return None, 0
     if edge_weight is None:
         if torch_mode:
-            return None, (0 if A.values is None else 1)
-        return A.values_as(dtype), (0 if A.values is None else 1)
+            return None, int(A.weighted)
+        return A.values_as(dtype), int(A.weighted)
     E = check_edge_weight(op, edge_weight, dtype, ((A.nnz,), (A.nnz, F)),
                           "one value or one row per nonzero of A", cuda)
     return E, (1 if E.ndim == 1 else F)
@@ -138,7 +138,7 @@ def spmm(A, X, reduce="sum", edge_weight=None, *, message=None, return_arg=False
     X, edge_weight, cuda = ins["X"], ins["edge_weight"], dev is not None
     torch_mode = is_tensor(X) or is_tensor(edge_weight)
     if X is None:
-        if edge_weight is None and A.values is None:
+        if edge_weight is None and not A.weighted:
             raise ValueError(f"{op}: X is None, so edge features (edge_weight or A.values) are "
                              "required")
         Ew = edge_weight if edge_weight is not None else A.values
@@ -192,7 +192,7 @@ def sddmm(A, U, V, *, scale=False, backend=None):
     if U.shape[1] != V.shape[1]:
         raise ValueError(f"{op}: U and V must have the same width, got {U.shape[1]} and "
                          f"{V.shape[1]}")
-    if scale and A.values is None:
+    if scale and not A.weighted:
         raise ValueError(f"{op}: scale=True needs A.values")
     if is_tensor(U) or is_tensor(V):  # hopkit::sddmm, on every device
         from ..torch_ops.spmm import sddmm_csr

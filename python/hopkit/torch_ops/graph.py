@@ -136,12 +136,10 @@ def from_csr(A, device=None) -> Graph:
             if not torch.compiler.is_compiling() and "torch_graph" in A._cache:
                 A._cache[key] = g
         return g
-    g = A._cache.get("torch_graph")
-    if g is not None:
-        return g
     if torch.compiler.is_compiling():  # tracing: the graph is a constant of the program
         return Graph(*_graph_constant(A))
-    return _build_graph(A)
+    g = A._cache.get("torch_graph")
+    return _build_graph(A) if g is None else g
 
 
 def _build_graph(A) -> Graph:
@@ -159,7 +157,9 @@ def _graph_constant(A) -> tuple:
     """from_csr(A) run eagerly while dynamo traces, its result a constant of
     the traced program: a hopkit.CSR is immutable (read-only arrays), so no
     transpose or array conversion is left in the graph, and dynamo guards
-    the program on the CSR object (another CSR retraces; tested)."""
+    the program on the CSR object (another CSR retraces; tested). Traced code
+    reads these tensors' sizes with ``.size()``: torch 2.13's dynamo fails on
+    ``.shape`` of a constant's tensor under ``dynamic=True``."""
     g = A._cache.get("torch_graph")
     if g is not None:
         return tuple(g)
@@ -171,7 +171,7 @@ def _graph_constant(A) -> tuple:
 
 def values_of(A, dtype, device=None) -> Tensor | None:
     """A.values as a tensor of ``dtype`` (on ``device``; cached on A), or None."""
-    if A.values is None:
+    if not A.weighted:
         return None
     if _on(device):
         key = ("torch_values", dtype, str(device))
@@ -181,20 +181,45 @@ def values_of(A, dtype, device=None) -> Tensor | None:
             if not torch.compiler.is_compiling():
                 A._cache[key] = v
         return v
-    key = ("torch_values", dtype)
-    v = A._cache.get(key)
-    if v is None:
-        if torch.compiler.is_compiling():  # dynamo cannot read ndarray.dtype: cast in the graph
-            return from_np(A.values).to(dtype)
-        v = _build_values(A, dtype)
-    return v
+    if torch.compiler.is_compiling():  # tracing: a constant of the program, as the graph
+        return _values_constant(A, dtype)[0]
+    v = A._cache.get(("torch_values", dtype))
+    return _build_values(A, dtype) if v is None else v
+
+
+def values_pair(A, dtype, device=None):
+    """(A.values, A.T.values) as tensors; the second only when the transpose
+    is known (else None: the backward then reads A.values through the perm).
+    While tracing on the CPU, both are constants of the program."""
+    if not _on(device) and torch.compiler.is_compiling():
+        return _values_constant(A, dtype)
+    return values_of(A, dtype, device), (values_of(A.T, dtype, device) if "T" in A._cache
+                                         else None)
+
+
+def _cast_values(values, dtype) -> Tensor:
+    v = from_np(values.astype(np.float64 if dtype == torch.float64 else np.float32, copy=False))
+    return v if v.dtype == dtype else v.to(dtype)  # half types (CUDA)
 
 
 def _build_values(A, dtype) -> Tensor:
-    v = from_np(A.values_as(np.float64 if dtype == torch.float64 else np.float32))
-    v = v if v.dtype == dtype else v.to(dtype)  # half types (CUDA)
-    A._cache[("torch_values", dtype)] = v
+    v = A._cache[("torch_values", dtype)] = _cast_values(A.values, dtype)
     return v
+
+
+@torch._dynamo.assume_constant_result
+def _values_constant(A, dtype) -> tuple:
+    """(A.values, A.T.values) as ``dtype`` tensors, run eagerly while dynamo
+    traces (see _graph_constant): the values enter the traced program as
+    constants, with no per-call array conversion, and the transposed values
+    (computed aside through the transpose's perm when A.T is not cached) let
+    the backward read them without the perm."""
+    if not A.weighted:
+        return None, None
+    v = A._cache.get(("torch_values", dtype))
+    v = _cast_values(A.values, dtype) if v is None else v
+    perm = _graph_constant(A)[5]
+    return v, v[perm]
 
 
 def csr_arrays(A, device=None):

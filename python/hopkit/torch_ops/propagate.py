@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .graph import Graph, kernel_backend
-from .spmm import transposed, values_pair
+from .graph import Graph, kernel_backend, values_pair
+from .spmm import transposed
 
 
 @torch.library.custom_op("hopkit::propagate", mutates_args=())

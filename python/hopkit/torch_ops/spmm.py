@@ -17,7 +17,8 @@ from torch import Tensor
 
 from .. import _backend
 from ..codes import MESSAGES, REDUCES
-from .graph import Graph, as_np, call, direct_ok, from_csr, kernel_backend, values_of
+from .graph import (Graph, as_np, call, direct_ok, from_csr, kernel_backend, values_of,
+                    values_pair)
 
 MUL, COPY, EDGE = MESSAGES["mul"], MESSAGES["copy"], MESSAGES["edge"]
 SUM, MEAN = REDUCES["sum"], REDUCES["mean"]
@@ -213,10 +214,10 @@ def as_tensor(x):
 
 def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend, ET=None):
     """(Y, arg or None) on validated inputs. The max/min arg is computed only
-    when asked for or needed by a backward pass."""
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (X, E))
-    keep = reduce >= 2 and (want_arg or needs_grad)
+    when asked for or needed by a backward pass. With ET given, E is a CSR's
+    values (constant: never requires grad)."""
+    keep = reduce >= 2 and (want_arg or (torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (X, E if ET is None else None))))
     Y, arg = call(spmm, *g.args, X, E, ET, message, reduce, keep, backend or "auto")
     return Y, (arg if want_arg else None)
 
@@ -242,13 +243,6 @@ def spmm_csr(A, X, E, e_width, message, reduce, want_arg, backend):
     if E is None and e_width:
         E, ET = values_pair(A, ref.dtype, ref.device)
     return spmm_graph(g, X, E, message, reduce, want_arg, backend, ET)
-
-
-def values_pair(A, dtype, device=None):
-    """(A.values, A.T.values) as tensors; the second only when the transpose
-    is cached (else None: the backward then reads A.values through the perm)."""
-    return values_of(A, dtype, device), (values_of(A.T, dtype, device) if "T" in A._cache
-                                         else None)
 
 
 def sddmm_csr(A, U, V, scale, backend):
