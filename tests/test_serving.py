@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,6 +19,7 @@ httpx = pytest.importorskip("httpx")
 
 from hopkit.data import load, synthetic  # noqa: E402
 from hopkit.models import GraphFilter, LightGCN, Popularity  # noqa: E402
+from hopkit.csr import CSR  # noqa: E402
 from hopkit.serving import Recommender, create_app  # noqa: E402
 
 TOKEN = "s3cret-token"
@@ -309,8 +311,9 @@ def test_admin_disabled_without_token(models):
 
 
 def test_reload_under_traffic(models):
-    srv = Server(create_app(models["gf"][1], max_wait_ms=1, admin_token=TOKEN))
-    failures, done, count = [], threading.Event(), [0]
+    app = create_app(models["lgcn"][1], max_wait_ms=1, admin_token=TOKEN)
+    srv = Server(app)
+    failures, done, count, olds = [], threading.Event(), [0], []
 
     def traffic():
         with httpx.Client(base_url=srv.url, timeout=20) as cc:
@@ -329,7 +332,11 @@ def test_reload_under_traffic(models):
             assert c.post("/admin/reload", json={"model": models["lgcn"][1]},
                           headers={"authorization": "Bearer wrong"}).status_code == 401
             versions = []
-            for name in ("lgcn", "pop", "gf"):
+            for name in ("gf", "pop", "lgcn"):
+                rec = app.state.service.rec  # it and its CSRs (a CSR caches its transpose: a cycle)
+                olds += [weakref.ref(x) for x in (rec, rec.model, *vars(rec).values())
+                         if isinstance(x, (Recommender, CSR)) or x is rec.model]
+                del rec
                 r = c.post("/admin/reload", json={"model": models[name][1]}, headers=auth)
                 assert r.status_code == 202
                 deadline = time.monotonic() + 20
@@ -344,10 +351,17 @@ def test_reload_under_traffic(models):
         done.set()
         for t in threads:
             t.join(timeout=20)
-        assert [v["model"] for v in versions] == ["lightgcn", "popularity", "graph-filter"]
+        assert [v["model"] for v in versions] == ["graph-filter", "popularity", "lightgcn"]
         assert [v["version"] for v in versions] == [2, 3, 4]
         assert after["version"] == 4 and after["reload"]["state"] == "failed"
         assert failures == [] and count[0] > 0
+        # the service freezes the collector's objects at start (Service.freeze_gc),
+        # the first model (LightGCN: cycles) included; a reload must still free
+        # every model it replaced
+        deadline = time.monotonic() + 15
+        while any(w() is not None for w in olds):
+            assert time.monotonic() < deadline, "a replaced model was never freed"
+            time.sleep(0.05)
     finally:
         done.set()
         srv.stop()

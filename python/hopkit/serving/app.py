@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import hmac
 import json
 import os
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import (
@@ -48,7 +50,7 @@ class MicroBatcher:
     def __init__(self, max_batch=128, max_wait_s=0.002, on_batch=None):
         self.max_batch, self.max_wait_s, self.on_batch = max_batch, max_wait_s, on_batch
         self._pending = collections.deque()  # (rec, req, future, arrival time)
-        self._wake = self._full = self._task = None
+        self._wake = self._full = self._task = self._running = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="hopkit-batch")
 
     def start(self):
@@ -97,7 +99,7 @@ class MicroBatcher:
                     continue
                 groups.setdefault(id(item[0]), []).append(item)
             for items in groups.values():
-                rec = items[0][0]
+                rec = self._running = items[0][0]
                 try:
                     results = await loop.run_in_executor(
                         self._pool, rec.recommend, [req for _, req, _ in items])
@@ -106,11 +108,18 @@ class MicroBatcher:
                         if not fut.done():
                             fut.set_exception(e)
                     continue
+                finally:
+                    self._running = rec = None
                 if self.on_batch is not None:
                     self.on_batch(len(items))
                 for (_, _, fut), res in zip(items, results, strict=True):
                     if not fut.done():
                         fut.set_result(res)
+            del groups, items
+
+    def holds(self, rec) -> bool:
+        """Whether a waiting or running batch still uses ``rec`` (event loop only)."""
+        return self._running is rec or any(item[0] is rec for item in self._pending)
 
 
 class Service:
@@ -218,7 +227,8 @@ class Service:
         if not self._reload_lock.acquire(blocking=False):
             raise RequestError(409, "model: a reload is already in progress")
         self.reload_state = {"state": "loading", "error": None, "model": obj["model"]}
-        task = asyncio.get_running_loop().run_in_executor(None, self._load, obj["model"])
+        loop = asyncio.get_running_loop()
+        task = loop.run_in_executor(None, self._load, obj["model"], loop)
         if obj.get("wait"):
             await task
             if self.reload_state["state"] == "failed":
@@ -226,7 +236,35 @@ class Service:
             return JSONResponse({"status": "ok", **self.rec.info()})
         return JSONResponse({"status": "loading", "model": obj["model"]}, status_code=202)
 
-    def _load(self, path):
+    # ------------------------------------------------------------ the collector
+    @staticmethod
+    def freeze_gc():
+        """Collect, then move every object alive (the model, torch, the app)
+        out of the cyclic collector's reach (``gc.freeze``). A full
+        collection of the ~170k objects a loaded service holds takes 45-115 ms
+        with the GIL held, and one came every few seconds under load: each
+        stalled every request in flight (docs/serving.md). Frozen, a full
+        collection scans only what requests allocate."""
+        gc.collect()
+        gc.freeze()
+
+    async def release(self, old, timeout=10.0):
+        """After a reload: once no batch holds the old Recommender (``old``, a
+        weakref; bounded wait), thaw, collect it (its cycles: torch modules)
+        and freeze again, so that a reload frees the old model instead of
+        leaving it frozen. One full collection per reload, at a known time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rec = old()
+            if rec is None or not self.batcher.holds(rec):
+                break
+            del rec
+            await asyncio.sleep(0.01)
+        rec = None
+        gc.unfreeze()
+        self.freeze_gc()
+
+    def _load(self, path, loop):
         """Load and warm the new model in a worker thread, then swap it in:
         requests already parsed keep their Recommender."""
         try:  # this thread only: the batches keep their CPU share while it loads
@@ -235,9 +273,10 @@ class Service:
             pass
         try:
             new = Recommender.load(path, version=self.rec.version + 1)
-            self.rec = new
+            old, self.rec = weakref.ref(self.rec), new
             self.version.set(new.version)
             self.reload_state = {"state": "idle", "error": None, "model": path}
+            asyncio.run_coroutine_threadsafe(self.release(old), loop)
         except Exception as e:  # a bad directory: keep serving the old model
             self.reload_state = {"state": "failed", "error": str(e)[:300], "model": path}
         finally:
@@ -266,8 +305,10 @@ def create_app(model_dir=None, max_batch=128, max_wait_ms=2.0, admin_token=None,
 
     async def lifespan(app):
         svc.batcher.start()
+        svc.freeze_gc()
         yield
         await svc.batcher.stop()
+        gc.unfreeze()
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found},
                     lifespan=_ctx(lifespan))
