@@ -17,9 +17,9 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
+from hopkit.csr import CSR  # noqa: E402
 from hopkit.data import load, synthetic  # noqa: E402
 from hopkit.models import GraphFilter, LightGCN, Popularity  # noqa: E402
-from hopkit.csr import CSR  # noqa: E402
 from hopkit.serving import Recommender, create_app  # noqa: E402
 
 TOKEN = "s3cret-token"

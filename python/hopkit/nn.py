@@ -111,7 +111,7 @@ def gcn_norm(g, w, n, dtype):
 def _row_ids(g):
     deg = g.indptr[1:] - g.indptr[:-1]
     return torch.repeat_interleave(torch.arange(g.n_rows, device=deg.device), deg,
-                                   output_size=g.indices.size(0))  # .size: see graph._graph_constant
+                                   output_size=g.indices.size(0))  # .size: _graph_constant
 
 
 class _GraphModule(torch.nn.Module):

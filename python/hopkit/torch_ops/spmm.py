@@ -17,8 +17,7 @@ from torch import Tensor
 
 from .. import _backend
 from ..codes import MESSAGES, REDUCES
-from .graph import (Graph, as_np, call, direct_ok, from_csr, kernel_backend, values_of,
-                    values_pair)
+from .graph import Graph, as_np, call, direct_ok, from_csr, kernel_backend, values_of, values_pair
 
 MUL, COPY, EDGE = MESSAGES["mul"], MESSAGES["copy"], MESSAGES["edge"]
 SUM, MEAN = REDUCES["sum"], REDUCES["mean"]
