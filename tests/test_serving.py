@@ -414,3 +414,36 @@ def test_micro_batcher_bounds_and_deadline():
             await b.stop()
 
     asyncio.run(scenario())
+
+
+def test_micro_batcher_survives_a_batch_whose_clients_all_left():
+    """Every request of a batch cancelled before it runs: nothing is computed
+    for them and the batcher keeps answering later requests."""
+    import asyncio
+
+    from hopkit.serving.app import MicroBatcher
+
+    class Echo:
+        calls = 0
+
+        def recommend(self, reqs):
+            Echo.calls += 1
+            return [r * 10 for r in reqs]
+
+    async def scenario():
+        b = MicroBatcher(max_batch=8, max_wait_s=0.05)
+        b.start()
+        try:
+            rec = Echo()
+            gone = [asyncio.ensure_future(b.submit(rec, i)) for i in range(3)]
+            await asyncio.sleep(0.01)  # queued, the batch not closed yet
+            for t in gone:
+                t.cancel()
+            await asyncio.sleep(0.1)  # that batch closes with no live request
+            assert Echo.calls == 0
+            assert await asyncio.wait_for(b.submit(rec, 4), 5) == 40
+            assert Echo.calls == 1
+        finally:
+            await b.stop()
+
+    asyncio.run(scenario())

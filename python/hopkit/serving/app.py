@@ -91,31 +91,34 @@ class MicroBatcher:
         return [self._pending.popleft()[:3] for _ in range(n)]
 
     async def _run(self):
-        loop = asyncio.get_running_loop()
         while True:
-            groups = {}
-            for item in await self._collect():
-                if item[2].done():  # its client went away: nothing to answer
-                    continue
-                groups.setdefault(id(item[0]), []).append(item)
-            for items in groups.values():
-                rec = self._running = items[0][0]
-                try:
-                    results = await loop.run_in_executor(
-                        self._pool, rec.recommend, [req for _, req, _ in items])
-                except Exception as e:  # a bug, not user input: fail these requests only
-                    for _, _, fut in items:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    continue
-                finally:
-                    self._running = rec = None
-                if self.on_batch is not None:
-                    self.on_batch(len(items))
-                for (_, _, fut), res in zip(items, results, strict=True):
+            await self._serve(await self._collect())
+
+    async def _serve(self, batch):
+        """One collected batch (its locals, which hold its Recommenders, die
+        on return: a replaced model is not kept alive until the next batch)."""
+        groups = {}
+        for item in batch:
+            if item[2].done():  # its client went away: nothing to answer
+                continue
+            groups.setdefault(id(item[0]), []).append(item)
+        for items in groups.values():
+            rec = self._running = items[0][0]
+            try:
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, rec.recommend, [req for _, req, _ in items])
+            except Exception as e:  # a bug, not user input: fail these requests only
+                for _, _, fut in items:
                     if not fut.done():
-                        fut.set_result(res)
-            del groups, items
+                        fut.set_exception(e)
+                continue
+            finally:
+                self._running = None
+            if self.on_batch is not None:
+                self.on_batch(len(items))
+            for (_, _, fut), res in zip(items, results, strict=True):
+                if not fut.done():
+                    fut.set_result(res)
 
     def holds(self, rec) -> bool:
         """Whether a waiting or running batch still uses ``rec`` (event loop only)."""
@@ -250,9 +253,10 @@ class Service:
 
     async def release(self, old, timeout=10.0):
         """After a reload: once no batch holds the old Recommender (``old``, a
-        weakref; bounded wait), thaw, collect it (its cycles: torch modules)
-        and freeze again, so that a reload frees the old model instead of
-        leaving it frozen. One full collection per reload, at a known time."""
+        weakref; bounded wait), thaw, collect it (its cycles: a CSR and its
+        cached transpose, torch modules) and freeze again, so that a reload
+        frees the old model instead of leaving it frozen. One full collection
+        per reload, at a known time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rec = old()
