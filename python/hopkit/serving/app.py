@@ -280,7 +280,8 @@ class Service:
             old, self.rec = weakref.ref(self.rec), new
             self.version.set(new.version)
             self.reload_state = {"state": "idle", "error": None, "model": path}
-            asyncio.run_coroutine_threadsafe(self.release(old), loop)
+            if not loop.is_closed():  # closed: the service stopped while this loaded
+                asyncio.run_coroutine_threadsafe(self.release(old), loop)
         except Exception as e:  # a bad directory: keep serving the old model
             self.reload_state = {"state": "failed", "error": str(e)[:300], "model": path}
         finally:
