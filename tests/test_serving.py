@@ -2,6 +2,8 @@
 service over a real uvicorn server on a free loopback port (started and
 stopped here, every wait bounded)."""
 
+import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -334,8 +336,8 @@ def test_reload_under_traffic(models):
             versions = []
             for name in ("gf", "pop", "lgcn"):
                 rec = app.state.service.rec  # it and its CSRs (a CSR caches its transpose: a cycle)
-                olds += [weakref.ref(x) for x in (rec, rec.model, *vars(rec).values())
-                         if isinstance(x, (Recommender, CSR)) or x is rec.model]
+                olds += [weakref.ref(x) for x in (rec, rec.model, *(
+                    v for v in vars(rec).values() if isinstance(v, CSR)))]
                 del rec
                 r = c.post("/admin/reload", json={"model": models[name][1]}, headers=auth)
                 assert r.status_code == 202
@@ -367,29 +369,39 @@ def test_reload_under_traffic(models):
         srv.stop()
 
 
+class Echo:
+    """A fake Recommender for the batcher tests: answers 10 x each request and
+    records the size and time span of every call."""
+
+    def __init__(self, delay=0.0):
+        self.sizes, self.spans, self.delay = [], [], delay
+
+    def recommend(self, reqs):
+        t = time.monotonic()
+        self.sizes.append(len(reqs))
+        time.sleep(self.delay)
+        self.spans.append((t, time.monotonic()))
+        return [r * 10 for r in reqs]
+
+
+@contextlib.asynccontextmanager
+async def running_batcher(**kw):
+    from hopkit.serving.app import MicroBatcher
+
+    b = MicroBatcher(**kw)
+    b.start()
+    try:
+        yield b
+    finally:
+        await b.stop()
+
+
 def test_micro_batcher_bounds_and_deadline():
     """The batcher never exceeds max_batch, answers every request with its own
     result, waits about max_wait for a lone request, and sends a request that
     already waited max_wait behind a running batch in the next call at once."""
-    import asyncio
-
-    from hopkit.serving.app import MicroBatcher
-
-    class Echo:
-        def __init__(self, delay=0.0):
-            self.sizes, self.spans, self.delay = [], [], delay
-
-        def recommend(self, reqs):
-            t = time.monotonic()
-            self.sizes.append(len(reqs))
-            time.sleep(self.delay)
-            self.spans.append((t, time.monotonic()))
-            return [r * 10 for r in reqs]
-
     async def scenario():
-        b = MicroBatcher(max_batch=8, max_wait_s=0.05)
-        b.start()
-        try:
+        async with running_batcher(max_batch=8, max_wait_s=0.05) as b:
             rec = Echo()
             got = await asyncio.gather(*(b.submit(rec, i) for i in range(20)))
             assert got == [10 * i for i in range(20)]
@@ -397,11 +409,7 @@ def test_micro_batcher_bounds_and_deadline():
             t0 = time.monotonic()
             assert await b.submit(rec, 3) == 30
             assert 0.04 <= time.monotonic() - t0 < 2.0  # a lone request waits max_wait
-        finally:
-            await b.stop()
-        b = MicroBatcher(max_batch=8, max_wait_s=0.5)
-        b.start()
-        try:
+        async with running_batcher(max_batch=8, max_wait_s=0.5) as b:
             slow = Echo(delay=0.8)
             first = asyncio.ensure_future(b.submit(slow, 1))
             await asyncio.sleep(0.55)  # the first batch is running (from 0.5 s to 1.3 s)
@@ -410,8 +418,6 @@ def test_micro_batcher_bounds_and_deadline():
             assert slow.sizes == [1, 1]
             # the second starts when the first ends, not max_wait (0.5 s) later
             assert slow.spans[1][0] - slow.spans[0][1] < 0.25
-        finally:
-            await b.stop()
 
     asyncio.run(scenario())
 
@@ -419,31 +425,16 @@ def test_micro_batcher_bounds_and_deadline():
 def test_micro_batcher_survives_a_batch_whose_clients_all_left():
     """Every request of a batch cancelled before it runs: nothing is computed
     for them and the batcher keeps answering later requests."""
-    import asyncio
-
-    from hopkit.serving.app import MicroBatcher
-
-    class Echo:
-        calls = 0
-
-        def recommend(self, reqs):
-            Echo.calls += 1
-            return [r * 10 for r in reqs]
-
     async def scenario():
-        b = MicroBatcher(max_batch=8, max_wait_s=0.05)
-        b.start()
-        try:
+        async with running_batcher(max_batch=8, max_wait_s=0.05) as b:
             rec = Echo()
             gone = [asyncio.ensure_future(b.submit(rec, i)) for i in range(3)]
             await asyncio.sleep(0.01)  # queued, the batch not closed yet
             for t in gone:
                 t.cancel()
             await asyncio.sleep(0.1)  # that batch closes with no live request
-            assert Echo.calls == 0
+            assert rec.sizes == []
             assert await asyncio.wait_for(b.submit(rec, 4), 5) == 40
-            assert Echo.calls == 1
-        finally:
-            await b.stop()
+            assert rec.sizes == [1]
 
     asyncio.run(scenario())
