@@ -50,7 +50,7 @@ class MicroBatcher:
     def __init__(self, max_batch=128, max_wait_s=0.002, on_batch=None):
         self.max_batch, self.max_wait_s, self.on_batch = max_batch, max_wait_s, on_batch
         self._pending = collections.deque()  # (rec, req, future, arrival time)
-        self._wake = self._full = self._task = self._running = None
+        self._wake = self._full = self._task = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="hopkit-batch")
 
     def start(self):
@@ -103,7 +103,7 @@ class MicroBatcher:
                 continue
             groups.setdefault(id(item[0]), []).append(item)
         for items in groups.values():
-            rec = self._running = items[0][0]
+            rec = items[0][0]
             try:
                 results = await asyncio.get_running_loop().run_in_executor(
                     self._pool, rec.recommend, [req for _, req, _ in items])
@@ -112,17 +112,11 @@ class MicroBatcher:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
-            finally:
-                self._running = None
             if self.on_batch is not None:
                 self.on_batch(len(items))
             for (_, _, fut), res in zip(items, results, strict=True):
                 if not fut.done():
                     fut.set_result(res)
-
-    def holds(self, rec) -> bool:
-        """Whether a waiting or running batch still uses ``rec`` (event loop only)."""
-        return self._running is rec or any(item[0] is rec for item in self._pending)
 
 
 class Service:
@@ -252,19 +246,18 @@ class Service:
         gc.freeze()
 
     async def release(self, old, timeout=10.0):
-        """After a reload: once no batch holds the old Recommender (``old``, a
-        weakref; bounded wait), thaw, collect it (its cycles: a CSR and its
-        cached transpose, torch modules) and freeze again, so that a reload
-        frees the old model instead of leaving it frozen. One full collection
-        per reload, at a known time."""
+        """After a reload: once the old Recommender is gone (``old``, a weakref:
+        the Recommender itself is in no cycle, so it dies by reference count
+        when the last batch and handler using it let go; bounded wait), thaw,
+        collect what it held in cycles (a CSR and its cached transpose, torch
+        modules) and freeze again, so that a reload frees the old model
+        instead of leaving it frozen. One full collection per reload, at a
+        known time. Waiting on the weakref, not on the batcher's queue, also
+        covers a handler still holding it between its batch's end and its
+        reply."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rec = old()
-            if rec is None or not self.batcher.holds(rec):
-                break
-            del rec
+        while old() is not None and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        rec = None
         gc.unfreeze()
         self.freeze_gc()
 
