@@ -31,7 +31,7 @@ CUDA_SOURCES = [BIND / "cuda_module.cpp", *sorted((BIND / "cuda").glob("*.cpp"))
 
 # _native functions that are not part of the backend contract (build facts, threads).
 MODULE_ONLY = {"active_isa", "compiled_isas", "get_num_threads", "set_num_threads",
-               "threads_in_parallel_region"}
+               "threads_in_parallel_region", "register_torch_kernels", "unregister_torch_kernels"}
 
 
 # ---------------------------------------------------------------- parsers

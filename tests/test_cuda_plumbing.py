@@ -23,6 +23,7 @@ from hopkit.ops import _cuda as cu
 torch = pytest.importorskip("torch")
 
 from hopkit import cuda_backend as cb  # noqa: E402 (needs torch)
+from hopkit.torch_ops import spmm as spmm_ops  # noqa: E402
 
 cb_csr = importlib.import_module("hopkit.cuda_backend.csr")
 cb_topk = importlib.import_module("hopkit.cuda_backend.topk")  # the module, not the function
@@ -268,7 +269,12 @@ def fake(monkeypatch):
         if hasattr(m, "stream"):
             monkeypatch.setattr(m, "stream", lambda device: 0)
     monkeypatch.setattr(cb_topk, "_Pipeline", SerialPipeline)
-    return f
+    # CPU tensors must reach the operators' Python kernels, which take the fake path
+    was_on = torch._C._dispatch_has_kernel_for_dispatch_key("hopkit::spmm", "CPU")
+    spmm_ops.cpp_kernel(False)
+    yield f
+    if was_on:
+        spmm_ops.cpp_kernel(True)
 
 
 class SerialPipeline:

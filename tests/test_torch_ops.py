@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 import hopkit  # noqa: E402
 from hopkit.torch_ops import OPS  # noqa: E402
 from hopkit.torch_ops import graph as G  # noqa: E402
+from hopkit.torch_ops import spmm as spmm_ops  # noqa: E402
 from hopkit.torch_ops.propagate import alpha_tensor  # noqa: E402
 
 
@@ -271,3 +272,109 @@ def test_eager_direct_path_equals_the_operator(reduce):
     with Seen() as mode:
         hopkit.spmm(A, X, reduce)
     assert any(o.startswith("hopkit.spmm") for o in mode.ops), mode.ops
+
+
+# ---------------------------------------------------------------- hopkit::spmm's C++ kernel
+needs_cpp = pytest.mark.skipif(not spmm_ops.cpp_kernel(),
+                               reason="no native module, or torch < 2.13 (no stable C library API)")
+
+
+def _has_cpp_kernel():
+    return torch._C._dispatch_has_kernel_for_dispatch_key("hopkit::spmm", "CPU")
+
+
+def _spmm_cases(rng):
+    """(label, args) of hopkit::spmm over every message / reduce / edge-feature
+    shape, with and without an edge-id map and the transposed side, int32 and
+    int64 indices, float32 and float64, strided X and E."""
+    n, nnz, F = 25, 160, 5
+    ei = rng.integers(0, n, (2, nnz))
+    ei[1, :4] = n - 1  # a hub row beside empty ones
+    A = hopkit.CSR.from_edge_index(ei, num_nodes=n, sum_duplicates=False)
+    graphs = (("csr", G.from_csr(A)), ("edge_index", G.from_edge_index(torch.from_numpy(ei), n)))
+    for gname, g in graphs:
+        for dt in (torch.float32, torch.float64):
+            for it in (torch.int64, torch.int32):
+                X = torch.randn(F, n, dtype=dt).t()  # strided
+                w = torch.rand(nnz, dtype=dt)
+                W = torch.randn(F, nnz, dtype=dt).t()  # strided
+                head = (g.indptr, g.indices.to(it), g.eid)
+                for side, t in (("T", (g.t_indptr, g.t_indices.to(it), g.t_eid)),
+                                ("noT", (None, None, None))):
+                    for msg, E in ((0, None), (1, w), (1, W), (2, W), (3, W)):
+                        for red in range(4):
+                            x = None if msg == 3 else X
+                            e = None if E is None else E.dim()
+                            label = f"{gname}-{dt}-{it}-{side}-msg{msg}-E{e}-red{red}"
+                            yield label, (*head, *t, n, x, E, None, msg, red, red >= 2)
+
+
+@needs_cpp
+@pytest.mark.parametrize("backend", ["native", "auto", "numpy"])
+def test_cpp_kernel_equals_the_python_kernel(backend):
+    """torch's dispatcher sends CPU tensors to the C++ kernel; the Python
+    kernel it replaces (which the eager direct path still calls) must give
+    the same tensors, bit for bit: the C++ kernel runs the native kernel for
+    native / auto and hands the other CPU backends to the same Python
+    function the Python kernel calls."""
+    assert _has_cpp_kernel()
+    rng = np.random.default_rng(5)
+    n = 0
+    for label, args in _spmm_cases(rng):
+        got = torch.ops.hopkit.spmm(*args, backend)
+        want = spmm_ops.spmm._init_fn(*args, backend)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.is_contiguous(), label
+            assert torch.equal(a, b), label
+        n += 1
+    assert n == 2 * 2 * 2 * 2 * 5 * 4
+
+
+@needs_cpp
+def test_cpp_kernel_follows_hopkit_backend_and_reports_errors(monkeypatch):
+    """backend="auto" reads HOPKIT_BACKEND on every call as _backend.resolve
+    does; a backend the C++ kernel cannot run goes to the Python backend
+    (seen here by a spy); a bad name is torch's RuntimeError carrying
+    hopkit's message, and the process stays sound."""
+    from hopkit import reference
+
+    label, args = next(_spmm_cases(np.random.default_rng(0)))
+    calls = []
+    real = reference.spmm_forward
+    monkeypatch.setattr(reference, "spmm_forward", lambda *a: calls.append(1) or real(*a))
+    native = torch.ops.hopkit.spmm(*args, "auto")
+    assert not calls
+    monkeypatch.setenv("HOPKIT_BACKEND", "numpy")
+    via_numpy = torch.ops.hopkit.spmm(*args, "auto")
+    assert calls == [1]
+    torch.testing.assert_close(via_numpy, native)
+    with pytest.raises(RuntimeError, match="backend must be one of"):
+        torch.ops.hopkit.spmm(*args, "bogus")
+    monkeypatch.delenv("HOPKIT_BACKEND")
+    assert torch.equal(torch.ops.hopkit.spmm(*args, "auto")[0], native[0])
+
+
+@needs_cpp
+def test_cpp_kernel_can_be_removed_and_restored():
+    """cpp_kernel(False) hands CPU tensors back to the Python kernel (the
+    benchmarks' A/B and the FakeCuda tests use it); True registers it again."""
+    _, args = next(_spmm_cases(np.random.default_rng(1)))
+    want = torch.ops.hopkit.spmm(*args, "auto")
+    try:
+        assert spmm_ops.cpp_kernel(False) is False and not _has_cpp_kernel()
+        assert torch.equal(torch.ops.hopkit.spmm(*args, "auto")[0], want[0])
+    finally:
+        assert spmm_ops.cpp_kernel(True) is True and _has_cpp_kernel()
+    torch.library.opcheck(torch.ops.hopkit.spmm.default, (*args, "auto"))
+
+
+def test_spmm_backward_without_the_transposed_side_is_refused():
+    """The transposed side is passed as None only where nothing requires grad
+    (spmm_graph); a direct call that drops it and then takes a sum/mean
+    backward gets a clear error, never a wrong gradient."""
+    A, _ = square()
+    g = G.from_csr(A)
+    X = leaf(12, 3)
+    Y, _ = torch.ops.hopkit.spmm(*g.fwd, None, None, None, 12, X, None, None, 0, 0, False, "auto")
+    with pytest.raises(RuntimeError, match="needs the transposed side"):
+        Y.sum().backward()

@@ -13,6 +13,7 @@ void bind_propagate(py::module_& m);
 void bind_attention(py::module_& m);
 void bind_topk(py::module_& m);
 void bind_bpr(py::module_& m);
+void bind_torch_kernels(py::module_& m);
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "hopkit native CPU kernels";
@@ -47,4 +48,5 @@ PYBIND11_MODULE(_native, m) {
   bind_attention(m);
   bind_topk(m);
   bind_bpr(m);
+  bind_torch_kernels(m);
 }

@@ -98,8 +98,9 @@ def resolve(backend: str | None, op: str = "hopkit", device=None):
         return cuda_backend()
     if device is not None and device.type != "cpu":
         raise TypeError(f"{op}: tensors are on {device}; hopkit runs on CPU and CUDA tensors")
-    name = backend if backend is not None else os.environ.get("HOPKIT_BACKEND", "auto")
-    name = str(name).lower()
+    name = "auto" if backend is None else str(backend).lower()
+    if name == "auto":  # as the docstring says (and hopkit::spmm's C++ kernel reads it)
+        name = os.environ.get("HOPKIT_BACKEND", "auto").lower()
     if name not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {name!r}")
     if name == "cuda":

@@ -229,3 +229,13 @@ def bpr_backward(
     dV: ndarray,
 ) -> None:
     """Gradients of sum_b c[b] x[b] wrt U and V, added into zeroed dU / dV."""
+
+# ---------------------------------------------------------------- torch's dispatcher
+def register_torch_kernels(libtorch_cpu: str, py_kernel: object) -> bool:
+    """Register hopkit::spmm's C++ CPU kernel through torch's stable C library API
+    (looked up in the already loaded libtorch_cpu at this path; torch >= 2.13);
+    py_kernel(backend, *spmm_forward args) serves the other CPU backends. False when
+    that API is missing (hopkit.torch_ops.spmm.cpp_kernel)."""
+
+def unregister_torch_kernels() -> None:
+    """Remove what register_torch_kernels registered."""

@@ -9,7 +9,9 @@ is checked against its peer before timing.
   against ``torch.sparse.mm`` on the same matrix as a torch sparse CSR tensor,
   eager and compiled (``torch.compile``, fullgraph for hopkit). At this size
   the call overhead (validation, dispatch, the operator boundary) is what is
-  measured: 10,000 x 64 multiply-adds move ~2.6 MB.
+  measured: 10,000 x 64 multiply-adds move ~2.6 MB. A third row times the
+  compiled program with hopkit::spmm's C++ CPU kernel removed (its Python
+  kernel, as on torch < 2.13), against torch.sparse.mm in the same rounds.
 * ``LightGCN step``: one training step on the Gowalla-shaped graph (70,839
   nodes, ~2.05M adjacency nonzeros; ``--quick``: a 5,000 x 7,000, 120k-pair
   graph), d = 64, 3 layers, 8,192 BPR triples: propagation, BPR loss + L2,
@@ -45,11 +47,21 @@ def _spmm_case(torch, rounds):
     hk = torch.compile(lambda x: hopkit.spmm(A, x), fullgraph=True)
     ts = torch.compile(lambda x: torch.sparse.mm(At, x))
     compiled = {"hopkit": lambda: hk(X), "torch.sparse.mm": lambda: ts(X)}
+    from hopkit.torch_ops.spmm import cpp_kernel
+
     rows = []
-    for label, fns in (("eager", eager), ("compiled", compiled)):
-        for f in fns.values():
-            torch.testing.assert_close(f(), ref, rtol=1e-5, atol=1e-5)
-        med = timeit_interleaved(fns, repeats=rounds, warmup=3)
+    # "Python kernel": the same compiled program with hopkit::spmm's C++ CPU kernel
+    # removed (the dispatcher then calls the operator's Python kernel, as on torch < 2.13)
+    for label, fns, cpp in (("eager", eager, True), ("compiled", compiled, True),
+                            ("compiled, Python kernel", compiled, False)):
+        if not cpp_kernel(cpp) and cpp:
+            label += " (no C++ kernel: torch < 2.13)"
+        try:
+            for f in fns.values():
+                torch.testing.assert_close(f(), ref, rtol=1e-5, atol=1e-5)
+            med = timeit_interleaved(fns, repeats=rounds, warmup=3)
+        finally:
+            cpp_kernel(True)
         case = f"spmm per call, 1k nodes / 10k edges, F=64, {label}"
         rows += [row(GROUP, case, name, t) for name, t in med.items()]
     return rows
@@ -150,6 +162,6 @@ def _step_case(torch, quick, rounds):
 def run(quick=False):
     import torch
 
-    rows = _spmm_case(torch, 31 if quick else 101)
+    rows = _spmm_case(torch, 101 if quick else 501)
     rows += _step_case(torch, quick, 5 if quick else 11)
     return rows

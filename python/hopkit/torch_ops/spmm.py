@@ -11,6 +11,8 @@ forward (first order only).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -35,14 +37,17 @@ def _e_width(E, F):
 
 
 @torch.library.custom_op("hopkit::spmm", mutates_args=())
-def spmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor,
-         t_indices: Tensor, t_eid: Tensor | None, n_cols: int, X: Tensor | None,
+def spmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor | None,
+         t_indices: Tensor | None, t_eid: Tensor | None, n_cols: int, X: Tensor | None,
          E: Tensor | None, ET: Tensor | None, message: int, reduce: int, want_arg: bool,
          backend: str) -> tuple[Tensor, Tensor]:
     """(Y [n_rows, F], arg [n_rows, F] for max/min when want_arg, else [0]).
     ET: optionally E already in the transposed side's stored order (a CSR's
     cached transposed values), so that the backward reads it directly
-    instead of through t_eid; only for constant E (see transposed())."""
+    instead of through t_eid; only for constant E (see transposed()). The
+    transposed side (t_*, ET) is read only by the backward: None where
+    nothing requires grad (spmm_graph), so an inference call does not pass
+    it through every dispatch layer."""
     ref = X if X is not None else E
     be, arr = kernel_backend(backend, "spmm", ref)
     n_rows = indptr.shape[0] - 1
@@ -109,6 +114,9 @@ def _spmm_backward(ctx, dY, _darg):
                                                   message=message, reduce=reduce, dY=dY,
                                                   arg=arg, backend=backend)
         else:
+            if g.t_indptr is None:
+                raise RuntimeError("hopkit::spmm: the backward of sum/mean needs the transposed "
+                                   "side (t_indptr, t_indices), passed as None")
             gt, Et, ETt = transposed(g, E, ET) if message == MUL else (g.T, None, None)
             dX = spmm(*gt.args, _mean_scaled(g.indptr, dY, reduce), Et, ETt,
                       MUL if Et is not None else COPY, SUM, False, backend)[0]
@@ -124,6 +132,34 @@ def _spmm_backward(ctx, dY, _darg):
 
 
 spmm.register_autograd(_spmm_backward, setup_context=_spmm_setup)
+
+
+def _py_kernel(backend, *args):
+    """The C++ kernel's route to the CPU backends other than native (NumPy
+    views of its tensors, hopkit.ops.spmm's contract)."""
+    _backend.resolve(backend, "spmm").spmm_forward(*args)
+
+
+def cpp_kernel(on: bool = True) -> bool:
+    """Give hopkit::spmm the native module's C++ CPU kernel (``on``), or take
+    it away; returns whether it is registered. Registered on import: through
+    torch's stable C library API (torch >= 2.13; docs/compile.md), so the
+    dispatcher calls the native kernel for CPU tensors with no Python in
+    between, which is most of a small graph's compiled call. Where the
+    native module or that API is missing it stays off and the Python kernel
+    above serves CPU tensors, as it does while off (tests and benchmarks
+    compare the two)."""
+    nat = _backend.native_module()
+    if nat is None or not hasattr(nat, "register_torch_kernels"):
+        return False
+    if not on:
+        nat.unregister_torch_kernels()
+        return False
+    lib = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+    return bool(nat.register_torch_kernels(lib, _py_kernel))
+
+
+cpp_kernel()
 
 
 @torch.library.custom_op("hopkit::spmm_arg_grad_x", mutates_args=())
@@ -215,9 +251,12 @@ def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend, ET=None):
     """(Y, arg or None) on validated inputs. The max/min arg is computed only
     when asked for or needed by a backward pass. With ET given, E is a CSR's
     values (constant: never requires grad)."""
-    keep = reduce >= 2 and (want_arg or (torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (X, E if ET is None else None))))
-    Y, arg = call(spmm, *g.args, X, E, ET, message, reduce, keep, backend or "auto")
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (X, E if ET is None else None))
+    keep = reduce >= 2 and (want_arg or grad)
+    args = g.args if grad else (*g.fwd, None, None, None, g.n_cols)  # see spmm's docstring
+    Y, arg = call(spmm, *args, X, E, ET if grad else None, message, reduce, keep,
+                  backend or "auto")
     return Y, (arg if want_arg else None)
 
 
