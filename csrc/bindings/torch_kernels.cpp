@@ -273,10 +273,12 @@ bool find(void* lib, const char* name, F& fn) {
   return fn != nullptr;
 }
 
-// Resolves the C API in the libtorch_cpu at this path (already loaded).
+// Resolves the C API in the libtorch_cpu at this path, or of that name
+// (already loaded by torch: RTLD_NOLOAD never loads a second copy).
 bool resolve_api(const std::string& libtorch_cpu) {
   if (api.library_impl) return true;
   void* lib = dlopen(libtorch_cpu.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!lib) lib = dlopen("libtorch_cpu.so", RTLD_NOW | RTLD_NOLOAD);
   if (!lib) return false;
   Api a;
   bool ok = find(lib, "aoti_torch_library_init_impl", a.library_init_impl) &&
