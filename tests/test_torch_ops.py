@@ -334,8 +334,8 @@ def test_cpp_kernel_equals_the_python_kernel(backend):
 def test_cpp_kernel_follows_hopkit_backend_and_reports_errors(monkeypatch):
     """backend="auto" reads HOPKIT_BACKEND on every call as _backend.resolve
     does; a backend the C++ kernel cannot run goes to the Python backend
-    (seen here by a spy); a bad name is torch's RuntimeError carrying
-    hopkit's message, and the process stays sound."""
+    (seen here by a spy); a bad name is the Python kernel's ValueError, with
+    its message, and the process stays sound."""
     from hopkit import reference
 
     label, args = next(_spmm_cases(np.random.default_rng(0)))
@@ -348,10 +348,41 @@ def test_cpp_kernel_follows_hopkit_backend_and_reports_errors(monkeypatch):
     via_numpy = torch.ops.hopkit.spmm(*args, "auto")
     assert calls == [1]
     torch.testing.assert_close(via_numpy, native)
-    with pytest.raises(RuntimeError, match="backend must be one of"):
+    with pytest.raises(ValueError, match=r"^spmm: backend must be one of .* got 'bogus'$"):
         torch.ops.hopkit.spmm(*args, "bogus")
     monkeypatch.delenv("HOPKIT_BACKEND")
     assert torch.equal(torch.ops.hopkit.spmm(*args, "auto")[0], native[0])
+
+
+BAD_DIRECT = {  # what a direct hopkit::spmm call may get wrong: {argument index: new value}
+    "E dtype": lambda a: {8: a[8].double()},
+    "indptr int32": lambda a: {0: a[0].int()},
+    "X 1-D": lambda a: {7: a[7][:, 0]},
+    "float16": lambda a: {7: a[7].half(), 8: a[8].half()},
+    "indices float": lambda a: {1: a[1].float()},
+    "mul without E": lambda a: {8: None},
+    "reduce code": lambda a: {11: 7},
+}
+
+
+@needs_cpp
+@pytest.mark.parametrize("what", list(BAD_DIRECT))
+def test_cpp_kernel_refuses_what_the_python_kernel_refuses(what):
+    """A direct torch.ops call with arrays of the wrong dtype or rank gets an
+    error from the C++ kernel wherever the Python kernel's binding raises one
+    (a ValueError: C++ has no TypeError to raise through torch's binding),
+    never a read of the wrong type."""
+    A, _ = square()
+    g = G.from_csr(A)
+    X, w = torch.randn(12, 3), torch.rand(A.nnz)
+    args = [*g.fwd, None, None, None, 12, X, w, None, 1, 0, False, "native"]
+    torch.ops.hopkit.spmm(*args)
+    for i, v in BAD_DIRECT[what](args).items():
+        args[i] = v
+    with pytest.raises(ValueError, match="hopkit::spmm: "):
+        torch.ops.hopkit.spmm(*args)
+    with pytest.raises((TypeError, ValueError, IndexError)):
+        spmm_ops.spmm._init_fn(*args)
 
 
 @needs_cpp

@@ -142,8 +142,6 @@ Tensor contiguous(Tensor t) {
   return out;
 }
 
-Tensor tensor_arg(StableIValue v) { return contiguous(Tensor(v)); }
-
 Tensor optional_raw(StableIValue v) {
   auto* p = reinterpret_cast<StableIValue*>(v);
   if (!p) return Tensor();
@@ -151,8 +149,6 @@ Tensor optional_raw(StableIValue v) {
   check(api.delete_stable_ivalue(p), "delete_stable_ivalue");
   return t;
 }
-
-Tensor optional_tensor_arg(StableIValue v) { return contiguous(optional_raw(v)); }
 
 int64_t int_arg(StableIValue v) {
   int64_t x;
@@ -199,26 +195,44 @@ py::object view(const Tensor& t, int32_t dtype) {
   return py::array(dt, shape, t.data<void>(), py::capsule(t.data<void>(), [](void*) {}));
 }
 
+void require(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(std::string("hopkit::spmm: ") + what);
+}
+
 // hopkit::spmm(indptr, indices, eid?, t_indptr?, t_indices?, t_eid?, n_cols, X?, E?, ET?,
 //              message, reduce, want_arg, backend) -> (Y, arg): see torch_ops/spmm.py.
+// The public ops validate before they get here; the checks below are those of
+// the pybind11 binding the Python kernel calls (dtypes, ranks), so that a
+// direct call gets an error where the Python kernel gives one, never a read
+// of the wrong type (std::invalid_argument reaches the caller as ValueError).
 void spmm_kernel(StableIValue* stack, uint64_t num_args, uint64_t num_outputs) {
   if (num_args != 14 || num_outputs != 2)
     throw std::runtime_error("hopkit::spmm (C++ kernel): unexpected schema");
-  Tensor indptr = tensor_arg(stack[0]), indices = tensor_arg(stack[1]);
-  Tensor eid = optional_tensor_arg(stack[2]);
-  {  // the transpose and ET are the backward's: released unread
-    Tensor t_indptr = optional_raw(stack[3]), t_indices = optional_raw(stack[4]);
-    Tensor t_eid = optional_raw(stack[5]), ET = optional_raw(stack[9]);
-  }
+  // every argument is owned from here on, whatever throws below
+  Tensor indptr(stack[0]), indices(stack[1]), eid = optional_raw(stack[2]);
+  Tensor t_indptr = optional_raw(stack[3]), t_indices = optional_raw(stack[4]);
+  Tensor t_eid = optional_raw(stack[5]), X = optional_raw(stack[7]), E = optional_raw(stack[8]);
+  Tensor ET = optional_raw(stack[9]);  // the transposed side and ET are the backward's
+  const std::string backend = str_arg(stack[13]);
   const int64_t n_cols = int_arg(stack[6]);
-  Tensor X = optional_tensor_arg(stack[7]), E = optional_tensor_arg(stack[8]);
   const int message = int(int_arg(stack[10])), reduce = int(int_arg(stack[11]));
   const bool want_arg = bool_arg(stack[12]);
-  const std::string backend = str_arg(stack[13]);
 
-  const Tensor& ref = X ? X : E;
-  if (!ref) throw std::invalid_argument("hopkit::spmm: X and E are both None");
-  const int32_t vt = ref.dtype(), it = indices.dtype();
+  require(X || E, "X and E are both None");
+  const int32_t vt = (X ? X : E).dtype(), it = indices.dtype();
+  require(vt == api.f32 || vt == api.f64, "values must be float32 or float64");
+  require(it == api.i32 || it == api.i64, "indices must be int32 or int64");
+  require(indptr.dtype() == api.i64 && (!eid || eid.dtype() == api.i64), "indptr and eid must be int64");
+  require(indptr.dim() == 1 && indices.dim() == 1 && (!eid || eid.dim() == 1), "graph arrays must be 1-D");
+  require(!X || X.dim() == 2, "X must be 2-D");
+  require(!E || ((E.dim() == 1 || E.dim() == 2) && E.dtype() == vt),
+          "E must be 1-D or 2-D, of X's dtype");
+  indptr = contiguous(std::move(indptr));
+  indices = contiguous(std::move(indices));
+  eid = contiguous(std::move(eid));
+  X = contiguous(std::move(X));
+  E = contiguous(std::move(E));
+
   const int64_t n_rows = indptr.size(0) - 1;
   const int64_t F = X ? X.size(1) : (E.dim() == 1 ? 1 : E.size(1));
   const int64_t e_width = !E ? 0 : (E.dim() == 1 ? 1 : F);
@@ -232,13 +246,15 @@ void spmm_kernel(StableIValue* stack, uint64_t num_args, uint64_t num_outputs) {
       (*fallback)(backend, view(indptr, api.i64), view(indices, it), n_rows, n_cols,
                   view(X, vt), F, view(E, vt), e_width, view(eid, api.i64), message, reduce,
                   view(Y, vt), keep ? view(arg, api.i64) : py::none());
-    } catch (py::error_already_set& e) {  // torch's dispatcher reports it as a RuntimeError
-      throw std::runtime_error(e.what());
+    } catch (py::error_already_set& e) {  // as a C++ error torch's binding translates
+      const std::string msg = py::str(e.value());
+      if (e.matches(PyExc_ValueError)) throw std::invalid_argument(msg);  // a ValueError again
+      throw std::runtime_error(msg);
     }
   } else {
-    if (message < 0 || message > 3 || reduce < 0 || reduce > 3 || (message != hopkit::COPY && !E) ||
-        (message != hopkit::EDGE && !X))
-      throw std::invalid_argument("hopkit::spmm: bad message/reduce or missing X/E");
+    require(message >= 0 && message <= 3 && reduce >= 0 && reduce <= 3, "bad message/reduce code");
+    require(message == hopkit::COPY || E, "message needs edge features");
+    require(message == hopkit::EDGE || X, "message needs X");
     auto run = [&](auto t, auto i) {
       using T = decltype(t);
       using I = decltype(i);
@@ -253,14 +269,10 @@ void spmm_kernel(StableIValue* stack, uint64_t num_args, uint64_t num_outputs) {
       a.reduce = reduce;
       hopkit::spmm_forward<T, I>(a, Y.data<T>(), keep ? arg.data<int64_t>() : nullptr);
     };
-    if (it != api.i32 && it != api.i64)
-      throw std::invalid_argument("hopkit::spmm: indices must be int32 or int64");
     if (vt == api.f32) {
       if (it == api.i32) run(float{}, int32_t{}); else run(float{}, int64_t{});
-    } else if (vt == api.f64) {
-      if (it == api.i32) run(double{}, int32_t{}); else run(double{}, int64_t{});
     } else {
-      throw std::invalid_argument("hopkit::spmm: values must be float32 or float64");
+      if (it == api.i32) run(double{}, int32_t{}); else run(double{}, int64_t{});
     }
   }
   stack[0] = reinterpret_cast<StableIValue>(Y.release());
