@@ -362,6 +362,7 @@ BAD_DIRECT = {  # what a direct hopkit::spmm call may get wrong: {argument index
     "indices float": lambda a: {1: a[1].float()},
     "mul without E": lambda a: {8: None},
     "reduce code": lambda a: {11: 7},
+    "indptr empty": lambda a: {0: a[0][:0]},
 }
 
 
@@ -381,7 +382,7 @@ def test_cpp_kernel_refuses_what_the_python_kernel_refuses(what):
         args[i] = v
     with pytest.raises(ValueError, match="hopkit::spmm: "):
         torch.ops.hopkit.spmm(*args)
-    with pytest.raises((TypeError, ValueError, IndexError)):
+    with pytest.raises((TypeError, ValueError, IndexError, RuntimeError)):
         spmm_ops.spmm._init_fn(*args)
 
 

@@ -67,7 +67,8 @@ py::object* fallback = nullptr;  // the Python kernel for the other CPU backends
                                   // it may outlive the interpreter's teardown)
 
 void check(Err e, const char* what) {
-  if (e != 0) throw std::runtime_error(std::string("hopkit::spmm (C++ kernel): torch failed in ") + what);
+  if (e != 0)
+    throw std::runtime_error(std::string("hopkit::spmm (C++ kernel): torch failed in ") + what);
 }
 
 // An owning tensor handle (or none), with the metadata the kernel reads.
@@ -222,8 +223,11 @@ void spmm_kernel(StableIValue* stack, uint64_t num_args, uint64_t num_outputs) {
   const int32_t vt = (X ? X : E).dtype(), it = indices.dtype();
   require(vt == api.f32 || vt == api.f64, "values must be float32 or float64");
   require(it == api.i32 || it == api.i64, "indices must be int32 or int64");
-  require(indptr.dtype() == api.i64 && (!eid || eid.dtype() == api.i64), "indptr and eid must be int64");
-  require(indptr.dim() == 1 && indices.dim() == 1 && (!eid || eid.dim() == 1), "graph arrays must be 1-D");
+  require(indptr.dtype() == api.i64 && (!eid || eid.dtype() == api.i64),
+          "indptr and eid must be int64");
+  require(indptr.dim() == 1 && indptr.size(0) >= 1 && indices.dim() == 1 &&
+              (!eid || eid.dim() == 1),
+          "graph arrays must be 1-D, indptr non-empty");
   require(!X || X.dim() == 2, "X must be 2-D");
   require(!E || ((E.dim() == 1 || E.dim() == 2) && E.dtype() == vt),
           "E must be 1-D or 2-D, of X's dtype");
@@ -252,7 +256,8 @@ void spmm_kernel(StableIValue* stack, uint64_t num_args, uint64_t num_outputs) {
       throw std::runtime_error(msg);
     }
   } else {
-    require(message >= 0 && message <= 3 && reduce >= 0 && reduce <= 3, "bad message/reduce code");
+    require(message >= 0 && message <= 3 && reduce >= 0 && reduce <= 3,
+            "bad message/reduce code");
     require(message == hopkit::COPY || E, "message needs edge features");
     require(message == hopkit::EDGE || X, "message needs X");
     auto run = [&](auto t, auto i) {

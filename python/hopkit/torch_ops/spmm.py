@@ -12,6 +12,7 @@ forward (first order only).
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -159,7 +160,11 @@ def cpp_kernel(on: bool = True) -> bool:
     return bool(nat.register_torch_kernels(lib, _py_kernel))
 
 
-cpp_kernel()
+try:
+    cpp_kernel()
+except RuntimeError as e:  # torch refused it (e.g. another hopkit registered one first)
+    warnings.warn(f"hopkit: hopkit::spmm keeps its Python CPU kernel ({e})", RuntimeWarning,
+                  stacklevel=2)
 
 
 @torch.library.custom_op("hopkit::spmm_arg_grad_x", mutates_args=())
