@@ -11,7 +11,9 @@ is checked against its peer before timing.
   the call overhead (validation, dispatch, the operator boundary) is what is
   measured: 10,000 x 64 multiply-adds move ~2.6 MB. A third row times the
   compiled program with hopkit::spmm's C++ CPU kernel removed (its Python
-  kernel, as on torch < 2.13), against torch.sparse.mm in the same rounds.
+  kernel, as on torch < 2.13), against torch.sparse.mm in the same rounds;
+  a fourth the compiled layer in training (forward, a loss on Y, backward:
+  the gradient wrt X checked against torch.sparse.mm's).
 * ``LightGCN step``: one training step on the Gowalla-shaped graph (70,839
   nodes, ~2.05M adjacency nonzeros; ``--quick``: a 5,000 x 7,000, 120k-pair
   graph), d = 64, 3 layers, 8,192 BPR triples: propagation, BPR loss + L2,
@@ -47,18 +49,30 @@ def _spmm_case(torch, rounds):
     hk = torch.compile(lambda x: hopkit.spmm(A, x), fullgraph=True)
     ts = torch.compile(lambda x: torch.sparse.mm(At, x))
     compiled = {"hopkit": lambda: hk(X), "torch.sparse.mm": lambda: ts(X)}
+    Xg, W = X.clone().requires_grad_(), torch.randn(n, F)
+
+    def train(f):  # a layer in training: forward, a loss on Y, backward; returns dL/dX
+        def go():
+            Xg.grad = None
+            (f(Xg) * W).sum().backward()
+            return Xg.grad
+        return go
+
+    trained = {"hopkit": train(hk), "torch.sparse.mm": train(ts)}
+    gref = train(lambda x: torch.sparse.mm(At, x))()
     from hopkit.torch_ops.spmm import cpp_kernel
 
     rows = []
     # "Python kernel": the same compiled program with hopkit::spmm's C++ CPU kernel
     # removed (the dispatcher then calls the operator's Python kernel, as on torch < 2.13)
-    for label, fns, cpp in (("eager", eager, True), ("compiled", compiled, True),
-                            ("compiled, Python kernel", compiled, False)):
+    for label, fns, cpp, want in (("eager", eager, True, ref), ("compiled", compiled, True, ref),
+                                  ("compiled, Python kernel", compiled, False, ref),
+                                  ("compiled, forward + backward", trained, True, gref)):
         if not cpp_kernel(cpp) and cpp:
             label += " (no C++ kernel: torch < 2.13)"
         try:
             for f in fns.values():
-                torch.testing.assert_close(f(), ref, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(f(), want, rtol=1e-5, atol=1e-5)
             med = timeit_interleaved(fns, repeats=rounds, warmup=3)
         finally:
             cpp_kernel(True)
