@@ -5,7 +5,8 @@ load from other processes falls on every implementation alike; every output
 is checked against its peer before timing.
 
 * ``spmm per call``: a 1,000-node, 10,000-edge graph (random directed edges,
-  weights 1), F = 64, float32, forward only: hopkit.spmm on a hopkit.CSR
+  weights 1, so 9,942 stored edges of weight 1-3 after duplicates are summed),
+  F = 64, float32, forward only: hopkit.spmm on a hopkit.CSR
   against ``torch.sparse.mm`` on the same matrix as a torch sparse CSR tensor,
   eager and compiled (``torch.compile``, fullgraph for hopkit). At this size
   the call overhead (validation, dispatch, the operator boundary) is what is
