@@ -239,6 +239,30 @@ def test_export_lightgcn_and_lgconv_models():
     torch.testing.assert_close(ep.module()(ei2, w), net(ei2, w), **RTOL)
 
 
+def test_exported_inference_program_still_trains():
+    """Exported with an input that needs no grad, the program is later called
+    on one that does (an exported program has no guards): the sum/mean and
+    max backward still give the eager gradients."""
+    A, _ = square_graph()
+
+    class Layer(torch.nn.Module):
+        def __init__(self, reduce):
+            super().__init__()
+            self.reduce = reduce
+
+        def forward(self, x):
+            return hopkit.spmm(A, x, self.reduce)
+
+    for reduce in ("sum", "mean", "max"):
+        x = torch.randn(40, 4)
+        ep = torch.export.export(Layer(reduce), (x,))
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        w = torch.randn(40, 4)
+        (ep.module()(xa) * w).sum().backward()
+        (hopkit.spmm(A, xb, reduce) * w).sum().backward()
+        torch.testing.assert_close(xa.grad, xb.grad, **RTOL)
+
+
 # ---------------------------------------------------------------- errors
 def test_compiled_errors_are_the_eager_errors():
     A, ei = square_graph()

@@ -47,8 +47,8 @@ def spmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor |
     cached transposed values), so that the backward reads it directly
     instead of through t_eid; only for constant E (see transposed()). The
     transposed side (t_*, ET) is read only by the backward: None where
-    nothing requires grad (spmm_graph), so an inference call does not pass
-    it through every dispatch layer."""
+    nothing requires grad and no program is being exported (spmm_graph), so
+    an inference call does not pass it through every dispatch layer."""
     ref = X if X is not None else E
     be, arr = kernel_backend(backend, "spmm", ref)
     n_rows = indptr.shape[0] - 1
@@ -256,8 +256,10 @@ def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend, ET=None):
     """(Y, arg or None) on validated inputs. The max/min arg is computed only
     when asked for or needed by a backward pass. With ET given, E is a CSR's
     values (constant: never requires grad)."""
-    grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (X, E if ET is None else None))
+    # an exported program has no guards (it may be called later on inputs that require
+    # grad), so it always carries what a backward needs
+    grad = torch.compiler.is_exporting() or (torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (X, E if ET is None else None)))
     keep = reduce >= 2 and (want_arg or grad)
     args = g.args if grad else (*g.fwd, None, None, None, g.n_cols)  # see spmm's docstring
     Y, arg = call(spmm, *args, X, E, ET if grad else None, message, reduce, keep,
