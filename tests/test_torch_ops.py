@@ -410,3 +410,18 @@ def test_spmm_backward_without_the_transposed_side_is_refused():
     Y, _ = torch.ops.hopkit.spmm(*g.fwd, None, None, None, 12, X, None, None, 0, 0, False, "auto")
     with pytest.raises(RuntimeError, match="needs the transposed side"):
         Y.sum().backward()
+
+
+@pytest.mark.parametrize("E", [None, "w"])
+def test_max_backward_without_the_kept_arg_is_refused(E):
+    """A direct call of max/min with want_arg False keeps no arg; its
+    backward gets a clear error instead of reading past the empty one (the
+    native kernel crashed the process before)."""
+    A, _ = square()
+    g = G.from_csr(A)
+    X = leaf(12, 3)
+    w = leaf(A.nnz, seed=2) if E else None
+    Y, arg = torch.ops.hopkit.spmm(*g.args, X, w, None, 1 if E else 0, 2, False, "auto")
+    assert arg.shape == (0,)
+    with pytest.raises(RuntimeError, match="needs the arg kept by the forward"):
+        Y.sum().backward()

@@ -72,6 +72,15 @@ def _(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, ET, messag
     return Y, arg
 
 
+def _check_arg(arg, dY):
+    """The max/min backward reads the arg the forward kept: refuse a missing
+    one (a direct call with want_arg False) instead of reading past it."""
+    if tuple(arg.shape) != tuple(dY.shape):
+        raise RuntimeError("hopkit::spmm: the max/min backward needs the arg kept by the forward "
+                           f"(want_arg=True), of dY's shape {tuple(dY.shape)}; got "
+                           f"{tuple(arg.shape)}")
+
+
 def _mean_scaled(indptr, dY, reduce):
     if reduce != MEAN:
         return dY
@@ -172,6 +181,7 @@ def spmm_arg_grad_x(indptr: Tensor, indices: Tensor, eid: Tensor | None, n_cols:
                     X: Tensor | None, E: Tensor | None, message: int, reduce: int, dY: Tensor,
                     arg: Tensor, backend: str) -> Tensor:
     """d loss / d X of max/min: dY scattered to the winning edges' sources."""
+    _check_arg(arg, dY)
     be, arr = kernel_backend(backend, "spmm", dY)
     F = dY.shape[1]
     dX = dY.new_empty((n_cols, F))
@@ -192,6 +202,8 @@ def spmm_edge_grad(indptr: Tensor, indices: Tensor, eid: Tensor | None, n_cols: 
                    arg: Tensor, backend: str) -> Tensor:
     """d loss / d E (E's shape, the caller's edge order); dY already divided
     by the row length for mean."""
+    if reduce >= 2:
+        _check_arg(arg, dY)
     be, arr = kernel_backend(backend, "spmm", dY)
     F = dY.shape[1]
     dE = dY.new_empty(tuple(E.shape))
