@@ -239,6 +239,33 @@ def test_export_lightgcn_and_lgconv_models():
     torch.testing.assert_close(ep.module()(ei2, w), net(ei2, w), **RTOL)
 
 
+def test_compiled_inference_calls_spmm_nograd_and_retraces_for_grad():
+    """Where nothing requires grad a compiled program calls hopkit::spmm_nograd
+    (no Python autograd layer). Dynamo guards requires_grad and the grad
+    mode, so the same compiled function on an input that requires grad is
+    traced again, with hopkit::spmm, and gives the eager gradient; under
+    no_grad it takes spmm_nograd again."""
+    A, _ = square_graph()
+    seen = []
+
+    def backend(gm, example_inputs):
+        seen.append({str(n.target) for n in gm.graph.nodes if n.op == "call_function"})
+        return gm
+
+    f = torch.compile(lambda x: hopkit.spmm(A, x), backend=backend, fullgraph=True)
+    x = torch.randn(40, 4)
+    torch.testing.assert_close(f(x), hopkit.spmm(A, x), **RTOL)
+    assert "hopkit.spmm_nograd.default" in seen[-1] and "hopkit.spmm.default" not in seen[-1]
+    xa, xb, w = x.clone().requires_grad_(), x.clone().requires_grad_(), torch.randn(40, 4)
+    (f(xa) * w).sum().backward()
+    assert "hopkit.spmm.default" in seen[-1] and len(seen) == 2
+    (hopkit.spmm(A, xb) * w).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, **RTOL)
+    with torch.no_grad():
+        f(xa)
+    assert "hopkit.spmm_nograd.default" in seen[-1] and len(seen) == 3
+
+
 def test_exported_inference_program_still_trains():
     """Exported with an input that needs no grad, the program is later called
     on one that does (an exported program has no guards): the sum/mean and

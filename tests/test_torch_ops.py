@@ -46,6 +46,10 @@ def cases():
                             (2, 2, w)):
             yield "spmm", (*graph.args, X, E, None, msg, red, red >= 2, "auto")
         yield "spmm", (*graph.args, None, W, None, 3, 1, False, "auto")  # edge features alone
+        for msg, red, E in ((1, 0, w), (0, 1, None), (2, 3, W)):  # nothing requires grad
+            nograd = [None if t is None else t.detach() for t in (X, E)]
+            yield "spmm_nograd", (*graph.fwd, None, None, None, 12, *nograd, None, msg, red,
+                                  red >= 2, "auto")
         yield "sddmm", (*graph.args, U, X, "auto")
         yield "propagate", (*graph.args, X, w.detach(), None, alpha_tensor([0.25] * 4), "auto")
     # a CSR's own values with its cached transposed values (ET): the backward reads them
@@ -279,8 +283,8 @@ needs_cpp = pytest.mark.skipif(not spmm_ops.cpp_kernel(),
                                reason="no native module, or torch < 2.13 (no stable C library API)")
 
 
-def _has_cpp_kernel():
-    return torch._C._dispatch_has_kernel_for_dispatch_key("hopkit::spmm", "CPU")
+def _has_cpp_kernel(op="spmm"):
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"hopkit::{op}", "CPU")
 
 
 def _spmm_cases(rng):
@@ -310,18 +314,19 @@ def _spmm_cases(rng):
 
 
 @needs_cpp
+@pytest.mark.parametrize("op", ["spmm", "spmm_nograd"])
 @pytest.mark.parametrize("backend", ["native", "auto", "numpy"])
-def test_cpp_kernel_equals_the_python_kernel(backend):
+def test_cpp_kernel_equals_the_python_kernel(backend, op):
     """torch's dispatcher sends CPU tensors to the C++ kernel; the Python
     kernel it replaces (which the eager direct path still calls) must give
     the same tensors, bit for bit: the C++ kernel runs the native kernel for
     native / auto and hands the other CPU backends to the same Python
     function the Python kernel calls."""
-    assert _has_cpp_kernel()
+    assert _has_cpp_kernel(op)
     rng = np.random.default_rng(5)
     n = 0
     for label, args in _spmm_cases(rng):
-        got = torch.ops.hopkit.spmm(*args, backend)
+        got = getattr(torch.ops.hopkit, op)(*args, backend)
         want = spmm_ops.spmm._init_fn(*args, backend)
         for a, b in zip(got, want, strict=True):
             assert a.dtype == b.dtype and a.shape == b.shape and a.is_contiguous(), label
@@ -393,10 +398,13 @@ def test_cpp_kernel_can_be_removed_and_restored():
     _, args = next(_spmm_cases(np.random.default_rng(1)))
     want = torch.ops.hopkit.spmm(*args, "auto")
     try:
-        assert spmm_ops.cpp_kernel(False) is False and not _has_cpp_kernel()
+        assert spmm_ops.cpp_kernel(False) is False
+        assert not _has_cpp_kernel() and not _has_cpp_kernel("spmm_nograd")
         assert torch.equal(torch.ops.hopkit.spmm(*args, "auto")[0], want[0])
+        assert torch.equal(torch.ops.hopkit.spmm_nograd(*args, "auto")[0], want[0])
     finally:
-        assert spmm_ops.cpp_kernel(True) is True and _has_cpp_kernel()
+        assert spmm_ops.cpp_kernel(True) is True
+        assert _has_cpp_kernel() and _has_cpp_kernel("spmm_nograd")
     torch.library.opcheck(torch.ops.hopkit.spmm.default, (*args, "auto"))
 
 
@@ -425,3 +433,27 @@ def test_max_backward_without_the_kept_arg_is_refused(E):
     assert arg.shape == (0,)
     with pytest.raises(RuntimeError, match="needs the arg kept by the forward"):
         Y.sum().backward()
+
+
+def test_forward_mode_ad_is_refused_not_dropped():
+    """A custom op under forward AD drops the tangents without a word (torch
+    2.13: hopkit.spmm under torch.func.jvp returned a zero tangent); hopkit
+    refuses dual tensors and jvp with a NotImplementedError instead, for the
+    public ops and the nn modules, eager and compiled."""
+    import torch.autograd.forward_ad as fwAD
+    from hopkit.nn import LGConv
+
+    A, ei = square()
+    x, tx = torch.randn(12, 3), torch.randn(12, 3)
+    fns = {"spmm": lambda x: hopkit.spmm(A, x), "propagate": lambda x: hopkit.propagate(A, x, 2),
+           "sddmm": lambda x: hopkit.sddmm(A, x, x), "LGConv": lambda x: LGConv()(x, ei),
+           "compiled spmm": torch.compile(lambda x: hopkit.spmm(A, x), backend="aot_eager")}
+    for name, f in fns.items():
+        with pytest.raises(NotImplementedError, match="forward-mode AD"):
+            with fwAD.dual_level():
+                f(fwAD.make_dual(x, tx))
+        if not name.startswith("compiled"):  # dynamo refuses jvp of a compiled function itself
+            with pytest.raises(NotImplementedError, match="forward-mode AD"):
+                torch.func.jvp(f, (x,), (tx,))
+    with fwAD.dual_level():  # a forward-AD level alone, with no dual input, is no reason
+        assert torch.equal(hopkit.spmm(A, x), fns["spmm"](x))

@@ -1,5 +1,6 @@
-// hopkit::spmm's CPU kernel in C++, registered through torch's stable C
-// library API (docs/compile.md, "The C++ kernel of hopkit::spmm").
+// hopkit::spmm's CPU kernel in C++ (also that of hopkit::spmm_nograd, the same
+// schema), registered through torch's stable C library API (docs/compile.md,
+// "The C++ kernel of hopkit::spmm").
 //
 // The operator itself (schema, fake kernel, autograd) is defined in Python
 // (python/hopkit/torch_ops/spmm.py); this file adds the kernel torch's
@@ -340,7 +341,9 @@ void bind_torch_kernels(py::module_& m) {
         if (!resolve_api(libtorch_cpu)) return false;
         TorchLibraryHandle h;
         check(api.library_init_impl("hopkit", "CPU", __FILE__, __LINE__, &h), "library_init_impl");
-        if (api.library_impl(h, "spmm", &spmm_kernel, kStableVersion) != 0) {
+        // hopkit::spmm_nograd has spmm's schema (torch_ops/spmm.py): the same kernel
+        if (api.library_impl(h, "spmm", &spmm_kernel, kStableVersion) != 0 ||
+            api.library_impl(h, "spmm_nograd", &spmm_kernel, kStableVersion) != 0) {
           api.delete_library(h);
           throw std::runtime_error("hopkit: torch refused the C++ kernel of hopkit::spmm");
         }

@@ -126,6 +126,7 @@ class _GraphModule(torch.nn.Module):
         self._cached_graph = None
 
     def _graph(self, x, adj, edge_weight):
+        _g.refuse_forward_ad(type(self).__name__, (x, edge_weight))
         if self._cached_graph is not None:
             return self._cached_graph
         g, w = adjacency(type(self).__name__, adj, x.shape[0], edge_weight, x.dtype, x.device)
@@ -256,6 +257,7 @@ class GATConv(torch.nn.Module):
             raise ValueError(f"{op}: edge_attr and return_attention_weights are not supported")
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
             raise ValueError(f"{op}: x must be a 2-D tensor [num_nodes, in_channels]")
+        _g.refuse_forward_ad(op, (x,))
         H, C, n = self.heads, self.out_channels, x.shape[0]
         g = self._graph(op, edge_index, n, x.device)
         h = self.lin(x)

@@ -16,6 +16,7 @@ docs/compile.md, "The C++ kernel of hopkit::spmm").
 
 from . import attention, bpr, graph, propagate, sampling, spmm, topk  # noqa: F401
 
-OPS = ("csr_transpose", "edge_index_csr", "spmm", "spmm_arg_grad_x", "spmm_edge_grad", "sddmm",
+OPS = ("csr_transpose", "edge_index_csr", "spmm", "spmm_nograd", "spmm_arg_grad_x",
+       "spmm_edge_grad", "sddmm",
        "propagate", "attention_aggregate", "attention_backward", "bpr_loss", "bpr_backward",
        "topk", "topk_scores", "sample_negatives")

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..ops.attention import default_scale
-from .graph import kernel_backend
+from .graph import kernel_backend, refuse_forward_ad
 
 
 @torch.library.custom_op("hopkit::attention_aggregate", mutates_args=())
@@ -81,7 +81,8 @@ def attention_csr(A, Q, K, V, heads, score, scale, slope, backend):
     from .graph import from_csr
     from .spmm import as_tensor
 
+    Q, K, V = as_tensor(Q), as_tensor(K), as_tensor(V)
+    refuse_forward_ad("attention_aggregate", (Q, K, V))
     g = from_csr(A, Q.device)
-    return attention_aggregate(g.indptr, g.indices, g.t_indptr, g.t_indices, g.n_cols,
-                               as_tensor(Q), as_tensor(K), as_tensor(V), heads, score, scale,
-                               slope, backend or "auto")[0]
+    return attention_aggregate(g.indptr, g.indices, g.t_indptr, g.t_indices, g.n_cols, Q, K, V,
+                               heads, score, scale, slope, backend or "auto")[0]

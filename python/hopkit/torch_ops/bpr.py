@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..ops._common import check_ids
-from .graph import kernel_backend
+from .graph import kernel_backend, refuse_forward_ad
 
 
 def _ids(U, V, users, pos, neg):
@@ -103,4 +103,6 @@ def bpr_loss_tensors(op, U, V, users, pos, neg, backend):
                          f"{ids[0].shape[0]}, {ids[1].shape[0]} and {ids[2].shape[0]}")
     if ids[0].shape[0] == 0:
         raise ValueError(f"{op}: need at least one triple, got 0")
-    return bpr_loss(as_tensor(U), as_tensor(V), *ids, backend or "auto")[0]
+    U, V = as_tensor(U), as_tensor(V)
+    refuse_forward_ad(op, (U, V))
+    return bpr_loss(U, V, *ids, backend or "auto")[0]

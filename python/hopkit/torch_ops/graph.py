@@ -80,8 +80,9 @@ def kernel_backend(backend, op, like):
     return be, (as_dev if getattr(be, "TAKES_TENSORS", False) else as_np)
 
 
-def call(op, *args):
-    """``op(*args)``, or, where the dispatcher would add nothing, its kernel
+def call(op, *args, dispatch=None):
+    """``op(*args)`` (or ``dispatch(*args)``: an operator with the same schema
+    and kernel), or, where the dispatcher would add nothing, its kernel
     called directly: the same function on the same tensors, minus the
     dispatch (tens of microseconds, most of a small graph's call). Direct
     only in eager mode with no autograd to record (no tensor argument
@@ -92,7 +93,38 @@ def call(op, *args):
     the two paths)."""
     if direct_ok(args):
         return op._init_fn(*args)
-    return op(*args)
+    return (dispatch or op)(*args)
+
+
+def refuse_forward_ad(op, tensors):
+    """hopkit's operators have no forward-mode AD formula (torch.library can
+    register none for a custom op), and a custom op under forward AD drops
+    the tangents without a word: the torch paths of the differentiable ops
+    and the nn modules call this on their inputs, which refuses a dual
+    tensor, and a torch.func.jvp transform, before any operator runs. While
+    torch.compile traces, any forward-AD level is refused (the tangent of a
+    traced tensor is not visible; dynamo refuses torch.func.jvp of a compiled
+    function itself)."""
+    if torch.compiler.is_compiling():
+        dual = _forward_ad_level() >= 0
+    else:
+        level = torch.autograd.forward_ad._current_level >= 0
+        interp = torch._C._functorch.peek_interpreter_stack()
+        dual = (interp is not None and interp.key() == torch._C._functorch.TransformType.Jvp) \
+            or (level and any(isinstance(t, Tensor) and
+                              torch.autograd.forward_ad.unpack_dual(t).tangent is not None
+                              for t in tensors))
+    if dual:
+        raise NotImplementedError(
+            f"{op}: forward-mode AD (torch.func.jvp, torch.autograd.forward_ad) is not supported: "
+            "hopkit's operators have reverse-mode formulas only (backward, torch.autograd.grad)")
+
+
+@torch._dynamo.assume_constant_result
+def _forward_ad_level() -> int:
+    """The forward-AD level, read eagerly while dynamo traces (dynamo 2.13
+    mis-reconstructs a frame that reads the module global itself)."""
+    return torch.autograd.forward_ad._current_level
 
 
 def direct_ok(args) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .graph import Graph, kernel_backend, values_pair
+from .graph import Graph, kernel_backend, refuse_forward_ad, values_pair
 from .spmm import transposed
 
 
@@ -58,6 +58,7 @@ def propagate_csr(A, X, E, alpha, backend):
     from .spmm import as_tensor
 
     X, E, ET = as_tensor(X), as_tensor(E), None
+    refuse_forward_ad("propagate", (X, E))
     g = from_csr(A, X.device)
     if E is None:
         E, ET = values_pair(A, X.dtype, X.device)

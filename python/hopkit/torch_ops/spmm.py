@@ -20,7 +20,17 @@ from torch import Tensor
 
 from .. import _backend
 from ..codes import MESSAGES, REDUCES
-from .graph import Graph, as_np, call, direct_ok, from_csr, kernel_backend, values_of, values_pair
+from .graph import (
+    Graph,
+    as_np,
+    call,
+    direct_ok,
+    from_csr,
+    kernel_backend,
+    refuse_forward_ad,
+    values_of,
+    values_pair,
+)
 
 MUL, COPY, EDGE = MESSAGES["mul"], MESSAGES["copy"], MESSAGES["edge"]
 SUM, MEAN = REDUCES["sum"], REDUCES["mean"]
@@ -62,8 +72,8 @@ def spmm(indptr: Tensor, indices: Tensor, eid: Tensor | None, t_indptr: Tensor |
 
 
 @spmm.register_fake
-def _(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, ET, message, reduce,
-      want_arg, backend):
+def _spmm_fake(indptr, indices, eid, t_indptr, t_indices, t_eid, n_cols, X, E, ET, message,
+               reduce, want_arg, backend):
     ref = X if X is not None else E
     n_rows = indptr.shape[0] - 1
     F = _width(X, E)
@@ -144,6 +154,18 @@ def _spmm_backward(ctx, dY, _darg):
 spmm.register_autograd(_spmm_backward, setup_context=_spmm_setup)
 
 
+# hopkit::spmm_nograd: hopkit::spmm with no autograd formula (the same schema, kernels and
+# fake), which a compiled program calls where nothing can need a gradient (spmm_graph).
+# An operator made by custom_op always has a Python kernel at the Autograd key (its check
+# and redispatch cost ~8 us per compiled call even when nothing is recorded); this one,
+# defined with the lower-level Library API, gets torch's C++ autograd fallback instead.
+_lib = torch.library.Library("hopkit", "FRAGMENT")
+_lib.define(str(torch.ops.hopkit.spmm.default._schema).replace("hopkit::spmm(", "spmm_nograd(", 1))
+_lib.impl("spmm_nograd", spmm._init_fn, "CompositeExplicitAutograd")
+torch.library.register_fake("hopkit::spmm_nograd", _spmm_fake, lib=_lib)
+spmm_nograd = torch.ops.hopkit.spmm_nograd.default
+
+
 def _py_kernel(backend, *args):
     """The C++ kernel's route to the CPU backends other than native (NumPy
     views of its tensors, hopkit.ops.spmm's contract)."""
@@ -151,14 +173,14 @@ def _py_kernel(backend, *args):
 
 
 def cpp_kernel(on: bool = True) -> bool:
-    """Give hopkit::spmm the native module's C++ CPU kernel (``on``), or take
-    it away; returns whether it is registered. Registered on import: through
-    torch's stable C library API (torch >= 2.13; docs/compile.md), so the
-    dispatcher calls the native kernel for CPU tensors with no Python in
-    between, which is most of a small graph's compiled call. Where the
-    native module or that API is missing it stays off and the Python kernel
-    above serves CPU tensors, as it does while off (tests and benchmarks
-    compare the two)."""
+    """Give hopkit::spmm and hopkit::spmm_nograd the native module's C++ CPU
+    kernel (``on``), or take it away; returns whether it is registered.
+    Registered on import: through torch's stable C library API (torch >=
+    2.13; docs/compile.md), so the dispatcher calls the native kernel for
+    CPU tensors with no Python in between, which is most of a small graph's
+    compiled call. Where the native module or that API is missing it stays
+    off and the Python kernel above serves CPU tensors, as it does while off
+    (tests and benchmarks compare the two)."""
     nat = _backend.native_module()
     if nat is None or not hasattr(nat, "register_torch_kernels"):
         return False
@@ -267,15 +289,25 @@ def as_tensor(x):
 def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend, ET=None):
     """(Y, arg or None) on validated inputs. The max/min arg is computed only
     when asked for or needed by a backward pass. With ET given, E is a CSR's
-    values (constant: never requires grad)."""
-    # an exported program has no guards (it may be called later on inputs that require
-    # grad), so it always carries what a backward needs
-    grad = torch.compiler.is_exporting() or (torch.is_grad_enabled() and any(
+    values (constant: never requires grad).
+
+    Where nothing requires grad, the transposed side is not passed (see
+    spmm's docstring) and a compiled program calls hopkit::spmm_nograd:
+    dynamo guards the inputs' requires_grad and the grad mode, so the program
+    is traced again, with hopkit::spmm, when either changes. An exported
+    program has no guards (it may be called later on inputs that require
+    grad): it always takes hopkit::spmm with everything a backward needs."""
+    refuse_forward_ad("spmm", (X, E))
+    exporting = torch.compiler.is_exporting()
+    grad = exporting or (torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (X, E if ET is None else None)))
     keep = reduce >= 2 and (want_arg or grad)
-    args = g.args if grad else (*g.fwd, None, None, None, g.n_cols)  # see spmm's docstring
-    Y, arg = call(spmm, *args, X, E, ET if grad else None, message, reduce, keep,
-                  backend or "auto")
+    be = backend or "auto"
+    if grad:
+        Y, arg = call(spmm, *g.args, X, E, ET, message, reduce, keep, be)
+    else:
+        Y, arg = call(spmm, *g.fwd, None, None, None, g.n_cols, X, E, None, message, reduce, keep,
+                      be, dispatch=spmm_nograd if torch.compiler.is_compiling() else None)
     return Y, (arg if want_arg else None)
 
 
@@ -304,5 +336,6 @@ def spmm_csr(A, X, E, e_width, message, reduce, want_arg, backend):
 
 def sddmm_csr(A, U, V, scale, backend):
     U, V = as_tensor(U), as_tensor(V)
+    refuse_forward_ad("sddmm", (U, V))
     out = call(sddmm, *from_csr(A, U.device).args, U, V, backend or "auto")
     return out * values_of(A, U.dtype, U.device) if scale else out
