@@ -457,3 +457,9 @@ def test_forward_mode_ad_is_refused_not_dropped():
                 torch.func.jvp(f, (x,), (tx,))
     with fwAD.dual_level():  # a forward-AD level alone, with no dual input, is no reason
         assert torch.equal(hopkit.spmm(A, x), fns["spmm"](x))
+    # a compiled function traced outside any level is traced again inside one (a guard)
+    f = torch.compile(lambda x: hopkit.spmm(A, x), backend="aot_eager")
+    f(x)
+    with pytest.raises(NotImplementedError, match="forward-mode AD"):
+        with fwAD.dual_level():
+            f(fwAD.make_dual(x, tx))

@@ -105,10 +105,10 @@ def refuse_forward_ad(op, tensors):
     torch.compile traces, any forward-AD level is refused (the tangent of a
     traced tensor is not visible; dynamo refuses torch.func.jvp of a compiled
     function itself)."""
-    if torch.compiler.is_compiling():
-        dual = _forward_ad_level() >= 0
+    level = torch.autograd.forward_ad._current_level >= 0
+    if torch.compiler.is_compiling():  # dynamo guards the level
+        dual = level
     else:
-        level = torch.autograd.forward_ad._current_level >= 0
         interp = torch._C._functorch.peek_interpreter_stack()
         dual = (interp is not None and interp.key() == torch._C._functorch.TransformType.Jvp) \
             or (level and any(isinstance(t, Tensor) and
@@ -118,13 +118,6 @@ def refuse_forward_ad(op, tensors):
         raise NotImplementedError(
             f"{op}: forward-mode AD (torch.func.jvp, torch.autograd.forward_ad) is not supported: "
             "hopkit's operators have reverse-mode formulas only (backward, torch.autograd.grad)")
-
-
-@torch._dynamo.assume_constant_result
-def _forward_ad_level() -> int:
-    """The forward-AD level, read eagerly while dynamo traces (dynamo 2.13
-    mis-reconstructs a frame that reads the module global itself)."""
-    return torch.autograd.forward_ad._current_level
 
 
 def direct_ok(args) -> bool:

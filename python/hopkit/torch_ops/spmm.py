@@ -298,8 +298,7 @@ def spmm_graph(g: Graph, X, E, message, reduce, want_arg, backend, ET=None):
     program has no guards (it may be called later on inputs that require
     grad): it always takes hopkit::spmm with everything a backward needs."""
     refuse_forward_ad("spmm", (X, E))
-    exporting = torch.compiler.is_exporting()
-    grad = exporting or (torch.is_grad_enabled() and any(
+    grad = torch.compiler.is_exporting() or (torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (X, E if ET is None else None)))
     keep = reduce >= 2 and (want_arg or grad)
     be = backend or "auto"
